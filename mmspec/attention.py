@@ -1,0 +1,104 @@
+"""The language model's attention backend: transformers' SDPA path plus two things trees need.
+
+Registered through transformers' public ``AttentionInterface`` / ``AttentionMaskInterface`` hooks
+under the name ``mmspec_sdpa`` (no modeling code is touched):
+
+* With no mask (prefill from an empty cache, one-token decode) it *is* transformers' own
+  ``sdpa_attention_forward``, so plain decoding stays bit-identical to ``generate``.
+* With a 4-D tree mask it folds the query heads that share a KV head into the query-length axis
+  (``[b, kv, groups * n, d]``) instead of materialising repeated K/V for every query head, which is
+  what transformers does whenever a mask is present. Same arithmetic per query row; far fewer bytes.
+* It can record the post-rope query rows of one layer (``QueryTap``): ViSkip measures the last
+  layer's attention mass on image tokens from one captured row and the cached keys, instead of
+  switching the whole model to eager attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+NAME = "mmspec_sdpa"
+
+
+@dataclass
+class QueryTap:
+    """Copies the post-rope queries of ``layer_idx`` into ``buffer`` on every forward (graph-safe)."""
+
+    layer_idx: int
+    buffer: torch.Tensor | None = None  # [heads, n, head_dim] of the last forward
+
+    def record(self, query: torch.Tensor) -> None:
+        q = query[0]
+        if self.buffer is None or self.buffer.shape != q.shape:
+            self.buffer = torch.empty_like(q)
+        self.buffer.copy_(q)
+
+
+_taps: dict[int, QueryTap] = {}  # id(module) -> tap
+
+
+def set_query_tap(module: torch.nn.Module, tap: QueryTap | None) -> None:
+    """Attach (or remove) a query tap to one attention module."""
+    if tap is None:
+        _taps.pop(id(module), None)
+    else:
+        _taps[id(module)] = tap
+
+
+class _GroupedMaskCache:
+    """The same mask object reaches every layer of one forward: expand it once per forward."""
+
+    src: torch.Tensor | None = None
+    groups = 0
+    out: torch.Tensor | None = None
+
+    def get(self, mask: torch.Tensor, groups: int) -> torch.Tensor:
+        if mask is not self.src or groups != self.groups:
+            self.src, self.groups = mask, groups
+            self.out = mask.repeat(1, 1, groups, 1)
+        return self.out
+
+
+_grouped = _GroupedMaskCache()
+
+
+def mmspec_sdpa_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    tap = _taps.get(id(module))
+    if tap is not None:
+        tap.record(query)
+    if attention_mask is None:
+        return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, is_causal, **kwargs)
+    b, hq, n, d = query.shape
+    hk = key.shape[1]
+    groups = hq // hk
+    if groups == 1:
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+    else:
+        q = query.reshape(b, hk, groups * n, d)  # head h = kv * groups + j shares kv head `kv`
+        mask = _grouped.get(attention_mask, groups)
+        out = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scaling)
+        out = out.reshape(b, hq, n, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> str:
+    """Make ``mmspec_sdpa`` available to every transformers model (idempotent)."""
+    ALL_ATTENTION_FUNCTIONS.register(NAME, mmspec_sdpa_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+    return NAME

@@ -1,0 +1,290 @@
+"""Run tasks x samples x turns through one engine, append records, resume, write results.json."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmspec.engine import Engine, TurnResult
+from mmspec.environment import environment
+from mmspec.progress import Progress
+from mmspec.records import RecordFile, SampleRecord, TurnRecord, write_json_atomic
+from mmspec.results import RunRecords, build_results
+
+log = logging.getLogger("mmspec")
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+class HarnessError(RuntimeError):
+    """A run cannot start or continue; the message says what to change."""
+
+
+@dataclass
+class RunConfig:
+    """Everything the CLI resolves before a run (see ``mmspec-harness --help``)."""
+
+    tasks: list[str]
+    model: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    spec: str = "baseline"
+    spec_args: dict[str, Any] = field(default_factory=dict)
+    output_path: Path = Path("results")
+    limit: int | None = None
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+    seed: int = 0
+    warmup: int = 3
+    include_path: list[str] = field(default_factory=list)
+    dataset_root: str | None = None
+    strict: bool = False
+
+
+@dataclass
+class TaskRun:
+    """A loaded task with its resolved generation settings."""
+
+    task: Any
+    temperature: float
+    max_new_tokens: int
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "task_fingerprint": self.task.fingerprint,
+            "temperature": self.temperature,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
+    """A stable per-turn seed, so a resumed run samples exactly what a fresh run would."""
+    return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
+
+
+class Harness:
+    """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
+
+    def __init__(self, config: RunConfig, adapter: Any = None) -> None:
+        self.config = config
+        self._adapter = adapter
+
+    # ------------------------------------------------------------------ setup
+    def _load_tasks(self) -> list[TaskRun]:
+        from mmspec.tasks import TaskManager
+
+        tm = TaskManager(include_paths=self.config.include_path)
+        runs = []
+        for name in tm.resolve(self.config.tasks):
+            task = tm.load(name, dataset_root=self.config.dataset_root)
+            gen = task.generation_kwargs
+            temp = (
+                self.config.temperature
+                if self.config.temperature is not None
+                else gen.get("temperature", 0.0)
+            )
+            if not gen.get("do_sample", temp > 0) and self.config.temperature is None:
+                temp = 0.0
+            max_new = self.config.max_new_tokens or gen.get("max_new_tokens", 1024)
+            if int(max_new) < 1:
+                raise HarnessError(f"task {name}: max_new_tokens must be >= 1 (got {max_new})")
+            runs.append(TaskRun(task, float(temp or 0.0), int(max_new)))
+        return runs
+
+    def _run_identity(self, adapter: Any, drafter: Any) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "pretrained": adapter.pretrained,
+            "dtype": str(adapter.dtype).replace("torch.", ""),
+            "attn_implementation": adapter.attn_implementation,
+            "execution": getattr(adapter, "execution", "eager"),
+            "device": adapter.device.type,
+            "spec": self.config.spec,
+            "spec_args": drafter.describe(),
+            "seed": self.config.seed,
+        }
+
+    @staticmethod
+    def _check_or_write(path: Path, identity: dict[str, Any], what: str) -> None:
+        """Refuse to mix records of different settings in one folder (resume safety)."""
+        import json
+
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            diff = {k: (old.get(k), v) for k, v in identity.items() if old.get(k) != v}
+            if diff:
+                k, (a, b) = next(iter(diff.items()))
+                raise HarnessError(
+                    f"{path.parent} holds {what} run with different settings ({k}: {a!r} -> {b!r}). "
+                    "Use another --output_path, or delete that folder to start over."
+                )
+        else:
+            write_json_atomic(path, identity)
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        from mmspec.adapters import load_model
+        from mmspec.methods import get_spec
+        from mmspec.methods.base import RunInfo
+
+        cfg = self.config
+        task_runs = self._load_tasks()  # fail on bad tasks/data before loading a model
+        spec_cls = get_spec(cfg.spec)
+        adapter = self._adapter or load_model(cfg.model, cfg.model_args)
+        drafter = spec_cls(adapter, **cfg.spec_args)
+        drafter.attach(RunInfo(output_path=Path(cfg.output_path), model=cfg.model))
+        engine = Engine(adapter, drafter)
+        run_dir = Path(cfg.output_path) / cfg.model / cfg.spec
+        identity = self._run_identity(adapter, drafter)
+        self._check_or_write(run_dir / "run.json", identity, "a")
+        for tr in task_runs:
+            self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
+
+        self._warmup(engine, adapter, task_runs)
+        for tr in task_runs:
+            self._run_task(engine, adapter, tr, run_dir / tr.name)
+        results = self._write_results(adapter, drafter, identity, run_dir, task_runs)
+        return results
+
+    def _warmup(self, engine: Engine, adapter: Any, task_runs: list[TaskRun]) -> None:
+        """Run the first samples untimed and unrecorded (kernels, allocator, graphs)."""
+        if self.config.warmup <= 0 or not task_runs:
+            return
+        tr = task_runs[0]
+        done = 0
+        for sample in tr.task.samples():
+            if done >= self.config.warmup:
+                break
+            try:
+                self._run_sample(engine, adapter, tr, sample)
+            except Exception as exc:  # a warm-up failure must not hide the real run's report
+                log.warning("warm-up sample %s failed: %s", sample.id, exc)
+            done += 1
+        log.info("warm-up: %d sample(s) of %s", done, tr.name)
+
+    def _run_task(self, engine: Engine, adapter: Any, tr: TaskRun, task_dir: Path) -> None:
+        records = RecordFile(task_dir / "samples.jsonl")
+        existing = records.read()
+        samples = tr.task.samples()
+        if self.config.limit is not None:
+            samples = samples[: self.config.limit]
+        todo = [s for s in samples if s.id not in existing or existing[s.id].status != "ok"]
+        done_ok = len(samples) - len(todo)
+        if done_ok:
+            log.info("%s: resuming, %d of %d samples already recorded", tr.name, done_ok, len(samples))
+        with Progress(tr.name, total=len(samples), initial=done_ok) as bar:
+            for s in todo:
+                rec = self._run_sample(engine, adapter, tr, s)
+                records.append(rec)
+                bar.update(rec)
+
+    def _run_sample(self, engine: Engine, adapter: Any, tr: TaskRun, sample: Any) -> SampleRecord:
+        from mmspec.tasks import SampleError
+
+        base = dict(id=sample.id, task=tr.name, category=sample.category, subcategory=sample.subcategory)
+        try:
+            images = sample.load_images()
+        except SampleError as exc:
+            log.error("%s", exc)
+            return SampleRecord(**base, status="failed", error=str(exc))
+        engine.drafter.reset()
+        history: list[str] = []
+        turns: list[TurnRecord] = []
+        for i in range(len(sample.turns)):
+            messages = tr.task.build_messages(sample, i, history)
+            prompt = adapter.encode(messages, images)
+            seed = turn_seed(self.config.seed, tr.name, sample.id, i)
+            res = engine.generate(
+                prompt, tr.max_new_tokens, tr.temperature, seed, key=(tr.name, sample.id, i)
+            )
+            text = adapter.decode(res.token_ids)
+            history.append(text)
+            turns.append(turn_record(res, text))
+        return SampleRecord(**base, status="ok", turns=turns)
+
+    # ---------------------------------------------------------------- results
+    def _baseline(self, identity: dict[str, Any], task_runs: list[TaskRun]) -> RunRecords | None:
+        """The baseline run of the same model/settings under the same output path, if any."""
+        import json
+
+        base_dir = Path(self.config.output_path) / self.config.model / "baseline"
+        run_json = base_dir / "run.json"
+        if not run_json.exists():
+            log.warning("no baseline run under %s: speedups and the lossless check are skipped", base_dir)
+            return None
+        base = json.loads(run_json.read_text(encoding="utf-8"))
+        keys = [k for k in identity if k not in ("spec", "spec_args")]
+        diff = [k for k in keys if base.get(k) != identity[k]]
+        if diff:
+            log.warning("baseline under %s ran with different %s: no speedups", base_dir, ", ".join(diff))
+            return None
+        usable = []
+        for tr in task_runs:
+            tj = base_dir / tr.name / "task.json"
+            if tj.exists() and json.loads(tj.read_text(encoding="utf-8")) == tr.identity():
+                usable.append(tr.name)
+            elif (base_dir / tr.name).exists():
+                log.warning("baseline of %s ran with different task settings: no speedups there", tr.name)
+        return RunRecords.load(base_dir, usable)
+
+    def _write_results(
+        self, adapter: Any, drafter: Any, identity: dict[str, Any], run_dir: Path, task_runs: list[TaskRun]
+    ) -> dict[str, Any]:
+        import mmspec
+
+        cfg = self.config
+        run = RunRecords.load(run_dir, [tr.name for tr in task_runs])
+        baseline = self._baseline(identity, task_runs)
+        greedy = all(tr.temperature == 0 for tr in task_runs)
+        metrics = build_results(run, baseline, compare_tokens=greedy,
+                                task_fingerprints={tr.name: tr.task.fingerprint for tr in task_runs})  # fmt: skip
+        results = {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "mmspec_version": mmspec.__version__,
+            "model": cfg.model,
+            "spec": cfg.spec,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": {
+                **identity,
+                "model_args": {k: str(v) for k, v in cfg.model_args.items()},
+                "tasks": [tr.identity() for tr in task_runs],
+                "temperature": cfg.temperature,
+                "max_new_tokens": cfg.max_new_tokens,
+                "warmup": cfg.warmup,
+                "limit": cfg.limit,
+                "baseline": str(Path(cfg.output_path) / cfg.model / "baseline") if baseline else None,
+                "method": {"name": drafter.name, "paper": drafter.paper},
+            },
+            "environment": environment(adapter.device),
+            **metrics,
+        }
+        write_json_atomic(run_dir / "results.json", results)
+        log.info("wrote %s", run_dir / "results.json")
+        return results
+
+
+def turn_record(res: TurnResult, text: str) -> TurnRecord:
+    return TurnRecord(
+        prompt_tokens=res.prompt_tokens,
+        text=text,
+        token_ids=res.token_ids,
+        new_tokens=res.new_tokens,
+        wall_time_s=round(res.wall_time_s, 6),
+        prefill_time_s=round(res.prefill_time_s, 6),
+        rounds=res.rounds,
+        target_forwards=res.target_forwards,
+        accepted_per_round=res.accepted_per_round,
+        tree_size_per_round=res.tree_size_per_round,
+        skipped_rounds=res.skipped_rounds,
+        draft_time_s=round(res.draft_time_s, 6),
+        verify_time_s=round(res.verify_time_s, 6),
+        stop_reason=res.stop_reason,
+    )

@@ -1,0 +1,13 @@
+"""Plain autoregressive decoding: the drafter that proposes nothing (one token per forward)."""
+
+from __future__ import annotations
+
+from mmspec.methods.base import Drafter
+
+
+class Baseline(Drafter):
+    """Greedy/sampled decoding through the same engine, cache and execution mode as every method."""
+
+    name = "baseline"
+    paper = "autoregressive decoding (reference for speedups and the lossless check)"
+    defaults = {}

@@ -1,0 +1,41 @@
+"""Shared helpers for tests that need a tiny model (loaded once per process)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from PIL import Image, ImageDraw
+
+TINY_MODELS = ("tiny-qwen25vl", "tiny-llava15", "tiny-llava16")
+SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+
+@lru_cache(maxsize=None)
+def tiny_adapter(name: str, dtype: str = "float64"):
+    """A tiny model of the real architecture, loaded through the same path as real checkpoints."""
+    from mmspec.adapters import load_model
+
+    return load_model(name, {"dtype": dtype, "device": "cpu"})
+
+
+def test_image(size: tuple[int, int] = (160, 120), seed: int = 0) -> Image.Image:
+    img = Image.new("RGB", size, (30 + 40 * seed % 200, 90, 160))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([10, 10, size[0] // 2, size[1] // 2], fill=(220, 40, 40))
+    draw.ellipse([size[0] // 2, size[1] // 3, size[0] - 5, size[1] - 5], fill=(240, 220, 30))
+    return img
+
+
+def messages(question: str, image: bool = True) -> list[dict]:
+    user = [{"type": "image"}] if image else []
+    return [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+        {"role": "user", "content": [*user, {"type": "text", "text": question}]},
+    ]
+
+
+def prompt(adapter, question: str = "What is in the image? Describe it.", image: bool = True, seed: int = 0):
+    return adapter.encode(messages(question, image), [test_image(seed=seed)] if image else [])
