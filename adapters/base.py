@@ -348,7 +348,9 @@ class VLMAdapter:
         len_bucket = _round_up(start + n_bucket, LEN_STEP)
         if len_bucket > self.cache.capacity:
             raise RuntimeError(f"KV view {len_bucket} exceeds capacity {self.cache.capacity}; call reserve()")
-        step = self._steps.get((n_bucket, len_bucket, capture), lambda: self._verify_step(n_bucket, len_bucket, capture))
+        step = self._steps.get(
+            (n_bucket, len_bucket, capture), lambda: self._verify_step(n_bucket, len_bucket, capture)
+        )
         host = step.host["packed"]
         host.zero_()
         host[:n] = torch.tensor(tree.tokens, dtype=torch.int32)
@@ -392,7 +394,11 @@ class VLMAdapter:
                 output_hidden_states=bool(capture.hidden),
             )
             logits = self.lm_head(out.last_hidden_state[0])
-            return {"logits": logits, "argmax": logits.argmax(-1), "hidden": self._select_hidden(out, capture)}
+            return {
+                "logits": logits,
+                "argmax": logits.argmax(-1),
+                "hidden": self._select_hidden(out, capture),
+            }
 
         return Step(inputs={"packed": packed}, fn=fn, host={"packed": host})
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from PIL import Image, ImageDraw
 
@@ -13,12 +13,37 @@ SYSTEM = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def tiny_adapter(name: str, dtype: str = "float64"):
     """A tiny model of the real architecture, loaded through the same path as real checkpoints."""
     from mmspec.adapters import load_model
 
     return load_model(name, {"dtype": dtype, "device": "cpu"})
+
+
+@cache
+def looping_adapter(name: str = "tiny-qwen25vl"):
+    """A separate tiny model whose attention outputs are scaled by 0.02, with stop tokens off.
+
+    The random tiny models produce loop-free noise, so context-copying drafters never hit on them.
+    Damping every language-model ``o_proj`` makes the model nearly a bigram model: greedy decoding
+    falls into cycles and its answers repeat earlier text, which is where drafts should hit. Its
+    output still depends on the prompt and the KV cache. Own instance: the shared one is untouched.
+    """
+    import torch
+
+    from mmspec.adapters import load_model
+
+    adapter = load_model(name, {"dtype": "float64", "device": "cpu"})
+    damped = 0
+    with torch.no_grad():
+        for pname, param in adapter.model.named_parameters():
+            if "language_model" in pname and pname.endswith("self_attn.o_proj.weight"):
+                param.mul_(0.02)
+                damped += 1
+    assert damped > 0, "no attention output projection found to damp"
+    adapter.stop_token_ids = frozenset({-1})  # fixed length: MAT measured over whole budgets
+    return adapter
 
 
 def test_image(size: tuple[int, int] = (160, 120), seed: int = 0) -> Image.Image:

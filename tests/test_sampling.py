@@ -24,7 +24,9 @@ TEMPERATURE = 1.0
 
 def chi2_pvalue(stat: float, df: int) -> float:
     """Upper tail of the chi-square distribution (regularised upper incomplete gamma)."""
-    return float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), torch.tensor(stat / 2.0)))
+    return float(
+        torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), torch.tensor(stat / 2.0))
+    )
 
 
 def exact_joint(adapter, p) -> dict[tuple[int, int], float]:

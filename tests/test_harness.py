@@ -1,0 +1,255 @@
+"""The harness end to end: CLI, records, results, resume, speedups, lossless check, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _models import TINY_MODELS, tiny_adapter
+
+from mmspec.cli import main
+from mmspec.harness import Harness, HarnessError, RunConfig
+from mmspec.methods import SPECS, register_spec
+from mmspec.methods.base import Drafter
+from mmspec.records import RecordFile
+from mmspec.tasks import TaskManager
+from mmspec.tree import DraftTree
+
+DEMO_SAMPLES, DEMO_TURNS = 7, 9
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def read_results(out: Path, model: str, spec: str) -> dict:
+    return json.loads((out / model / spec / "results.json").read_text())
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_cli_end_to_end_on_demo(tmp_path, model, capsys):
+    common = ["--tasks", "mmspec_demo", "--model", model, "--output_path", str(tmp_path),
+              "--max_new_tokens", "20", "--warmup", "1", "--model_args", "dtype=float64"]  # fmt: skip
+    assert cli(*common) == 0
+    assert cli(*common, "--spec", "pld", "--strict") == 0
+    out = capsys.readouterr().out
+    assert f"{model} / pld" in out and "mmspec_demo" in out
+
+    lines = (tmp_path / model / "baseline" / "mmspec_demo" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == DEMO_SAMPLES
+    rec = json.loads(lines[0])
+    assert {"id", "task", "category", "subcategory", "status", "turns"} <= rec.keys()
+    turn = rec["turns"][0]
+    for key in (
+        "text",
+        "token_ids",
+        "new_tokens",
+        "wall_time_s",
+        "prefill_time_s",
+        "rounds",
+        "accepted_per_round",
+    ):
+        assert key in turn
+    assert turn["new_tokens"] == len(turn["token_ids"]) <= 20
+    assert 0 < turn["prefill_time_s"] <= turn["wall_time_s"]
+
+    base = read_results(tmp_path, model, "baseline")
+    assert base["tasks"]["mmspec_demo"]["n_samples"] == DEMO_SAMPLES
+    assert base["tasks"]["mmspec_demo"]["n_turns"] == DEMO_TURNS
+    assert base["overall"]["mat"] == 1.0
+    assert base["overall"]["speedup_paired"] is not None
+    assert len(base["categories"]) == 6
+    assert base["environment"]["transformers"] and base["config"]["dtype"] == "float64"
+
+    pld = read_results(tmp_path, model, "pld")
+    m = pld["tasks"]["mmspec_demo"]
+    assert m["exact_match_rate"] == 1.0 and m["n_compared"] == DEMO_TURNS
+    assert m["speedup_paired"] > 0 and m["speedup_global"] > 0
+    assert pld["config"]["spec_args"] == {"max_ngram": 4, "min_ngram": 1, "num_draft": 10}
+
+    from mmspec.leaderboard.cli import main as leaderboard
+
+    assert leaderboard([str(tmp_path), "-o", str(tmp_path / "lb.json"), "-q"]) == 0
+    entries = json.loads((tmp_path / "lb.json").read_text())["entries"]
+    assert {e["spec"] for e in entries} == {"baseline", "pld"}
+
+
+@pytest.fixture(scope="module")
+def testmini_baselines(mmspec_root, tmp_path_factory):
+    """Baseline records of demo + testmini for each tiny model (float32, 24 tokens per turn)."""
+    out = tmp_path_factory.mktemp("hf_equal")
+    for model in TINY_MODELS:
+        cfg = RunConfig(tasks=["mmspec_demo", "mmspec_testmini"], model=model, output_path=out,
+                        max_new_tokens=24, warmup=0, dataset_root=str(mmspec_root))  # fmt: skip
+        Harness(cfg, adapter=tiny_adapter(model, "float32")).run()
+    return out
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_baseline_equals_transformers_greedy(testmini_baselines, mmspec_root, model):
+    """Our decode loop == transformers' greedy generate, for every demo and testmini turn."""
+    adapter = tiny_adapter(model, "float32")
+    tm = TaskManager()
+    names = tm.resolve(["mmspec_demo", "mmspec_testmini"])
+    turns = samples = 0
+    for name in names:
+        task = tm.load(name, dataset_root=mmspec_root)
+        recs = RecordFile(testmini_baselines / model / "baseline" / name / "samples.jsonl").read()
+        for sample in task.samples():
+            rec = recs[sample.id]
+            assert rec.status == "ok"
+            samples += 1
+            history = [t.text for t in rec.turns]
+            for i, turn in enumerate(rec.turns):
+                prompt = adapter.encode(task.build_messages(sample, i, history[:i]), sample.load_images())
+                out = adapter.model.generate(
+                    input_ids=prompt.input_ids, **prompt.model_inputs, do_sample=False, max_new_tokens=24,
+                    eos_token_id=sorted(adapter.stop_token_ids), pad_token_id=sorted(adapter.stop_token_ids)[0],
+                )  # fmt: skip
+                assert out[0, prompt.length :].tolist() == turn.token_ids, (name, sample.id, i)
+                turns += 1
+    assert (samples, turns) == (DEMO_SAMPLES + 60, DEMO_TURNS + 69)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    adapter = tiny_adapter("tiny-llava15")
+    cfg = RunConfig(
+        tasks=["mmspec_demo"], model="tiny-llava15", output_path=tmp_path, max_new_tokens=12, warmup=0
+    )
+    real = Harness._run_sample
+    calls: list[str] = []
+
+    def flaky(self, engine, adapter_, tr, sample):
+        if len(calls) == 4:
+            raise _Interrupt  # the process dies while sample 5 is in flight
+        calls.append(sample.id)
+        return real(self, engine, adapter_, tr, sample)
+
+    monkeypatch.setattr(Harness, "_run_sample", flaky)
+    with pytest.raises(_Interrupt):
+        Harness(cfg, adapter=adapter).run()
+    path = tmp_path / "tiny-llava15" / "baseline" / "mmspec_demo" / "samples.jsonl"
+    first = path.read_text()
+    assert len(first.splitlines()) == 4
+    with open(path, "a") as fh:  # a torn write from the killed process
+        fh.write('{"id": "demo_00')
+
+    calls.clear()
+    monkeypatch.setattr(Harness, "_run_sample", lambda self, *a: (calls.append(a[-1].id), real(self, *a))[1])
+    results = Harness(cfg, adapter=adapter).run()
+    assert len(calls) == DEMO_SAMPLES - 4  # finished samples are not redone
+    text = path.read_text()
+    assert text.startswith(first)
+    ids = [json.loads(line)["id"] for line in text.splitlines()]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == DEMO_SAMPLES
+    assert results["tasks"]["mmspec_demo"]["n_samples"] == DEMO_SAMPLES
+
+    calls.clear()
+    Harness(cfg, adapter=adapter).run()  # a third run has nothing left to do
+    assert calls == [] and path.read_text() == text
+
+
+def test_changed_settings_refuse_to_mix_records(tmp_path):
+    adapter = tiny_adapter("tiny-llava15")
+    cfg = RunConfig(tasks=["mmspec_demo"], model="tiny-llava15", output_path=tmp_path, max_new_tokens=4,
+                    warmup=0, limit=1)  # fmt: skip
+    Harness(cfg, adapter=adapter).run()
+    cfg.max_new_tokens = 5
+    with pytest.raises(HarnessError, match="max_new_tokens"):
+        Harness(cfg, adapter=adapter).run()
+
+
+class LossyDrafter(Drafter):
+    """Drafts one fixed token; paired with a broken acceptance rule it corrupts the output."""
+
+    name = "lossy_test"
+    defaults = {}
+
+    def propose(self, ctx):
+        return DraftTree.chain(ctx.last_token, [5])
+
+    def max_tree_size(self):
+        return 2
+
+
+def test_strict_turns_a_mismatch_into_failure(tmp_path, capsys, monkeypatch):
+    import mmspec.engine
+
+    real_walk = mmspec.engine.greedy_walk
+
+    def accept_first_child(tree, argmax):  # a lossy acceptance rule, active for the lossy spec only
+        if len(tree) == 1:
+            return real_walk(tree, argmax)
+        return [0, 1], int(argmax[1])
+
+    register_spec("lossy_test", f"{__name__}:LossyDrafter")
+    try:
+        common = ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+                  "--max_new_tokens", "8", "--warmup", "0", "--limit", "2"]  # fmt: skip
+        assert cli(*common) == 0
+        monkeypatch.setattr(mmspec.engine, "greedy_walk", accept_first_child)
+        assert cli(*common, "--spec", "lossy_test") == 0  # reported, not fatal
+        res = read_results(tmp_path, "tiny-llava15", "lossy_test")
+        assert res["overall"]["exact_match_rate"] < 1.0
+        mm = res["overall"]["mismatches"][0]
+        assert mm["first_diff"] >= 1 and mm["task"] == "mmspec_demo"
+        assert cli(*common, "--spec", "lossy_test", "--strict") == 3
+        assert "differ from the baseline" in capsys.readouterr().err
+    finally:
+        SPECS.pop("lossy_test", None)
+
+
+def test_missing_image_fails_that_sample_only(tmp_path, mmspec_root):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(mmspec_root / "testmini", root / "testmini")
+    victim = json.loads((root / "testmini" / "mmspec.jsonl").read_text().splitlines()[0])
+    (root / "testmini" / "images" / victim["image"]).unlink()
+    task = next(t for t in TaskManager().resolve(["mmspec_testmini"]) if victim["topic"].split()[0] in t)
+    assert cli("--tasks", task, "--model", "tiny-llava15", "--output_path", str(tmp_path / "out"),
+               "--dataset_root", str(root), "--max_new_tokens", "4", "--warmup", "0", "--limit", "3") == 0  # fmt: skip
+    recs = RecordFile(tmp_path / "out" / "tiny-llava15" / "baseline" / task / "samples.jsonl").read()
+    assert recs[victim["id"]].status == "failed"
+    assert victim["id"] in recs[victim["id"]].error and victim["image"] in recs[victim["id"]].error
+    assert sum(r.status == "ok" for r in recs.values()) == 2
+    res = read_results(tmp_path / "out", "tiny-llava15", "baseline")
+    assert res["tasks"][task]["n_failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "tiny-qwen25v"], "Did you mean: tiny-qwen25vl"),
+        (["--spec", "eagel"], "unknown spec 'eagel'"),
+        (["--tasks", "mmspec_demoo"], "mmspec_demo"),
+        (["--model_args", "dtipe=float32"], "Did you mean dtype"),
+        (["--model_args", "dtype"], "key=value"),
+        (["--spec", "pld", "--spec_args", "max_ngrams=3"], "did you mean max_ngram"),
+        (["--spec", "pld", "--spec_args", "max_ngram=x"], "expected a int"),
+        (["--tasks", "mmspec_testmini", "--dataset_root", "/nonexistent/mmspec"], "/nonexistent/mmspec"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(tmp_path, capsys, args, message):
+    base = {"--tasks": "mmspec_demo", "--model": "tiny-llava15", "--output_path": str(tmp_path)}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = [x for kv in base.items() for x in kv]
+    assert cli(*argv, "--max_new_tokens", "2", "--warmup", "0") == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_list_names(capsys):
+    assert cli("--list", "models") == 0
+    assert "tiny-llava16" in capsys.readouterr().out
+    assert cli("--list", "specs") == 0
+    out = capsys.readouterr().out
+    assert "pld" in out and "recycling" in out
+    assert cli("--list", "tasks") == 0
+    assert "mmspec_testmini" in capsys.readouterr().out
