@@ -133,7 +133,8 @@ class VLMAdapter:
     default_processor_kwargs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model: Any, processor: Any, *, pretrained: str, max_cache_len: int = 4096) -> None:
-        self.model = model.eval()
+        # Inference only: without this every in-place KV write would chain the autograd history.
+        self.model = model.eval().requires_grad_(False)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.pretrained = pretrained
@@ -169,6 +170,7 @@ class VLMAdapter:
             self.device,
         )
         self.execution = "eager"
+        self.fused = False  # norms/MLP compiled (graph mode)
         self._steps: StepCache | None = None
         self.set_execution("graph" if self.device.type == "cuda" else "eager")
         self._captured: dict[str, Any] = {}
@@ -272,6 +274,41 @@ class VLMAdapter:
         except ValueError as exc:
             raise AdapterError(str(exc)) from None
         self.execution = mode
+        if mode == "graph" and not self.fused:
+            from mmspec.fusion import compile_small_modules
+
+            compile_small_modules(self.language_model)
+            self.fused = True
+
+    @torch.no_grad()
+    def prepare(self, max_tree_size: int, capture: Capture = Capture()) -> int:
+        """Graph mode: capture every verification step a run can use before anything is timed.
+
+        One graph per (tree-size bucket up to ``max_tree_size``, KV-view bucket up to the cache
+        capacity). Returns the number of graphs captured. Other modes: nothing to do.
+        """
+        if self._steps is None or self._steps.mode != "graph":
+            return 0
+        top = bucket(max_tree_size, TREE_BUCKETS)
+        count = 0
+        for nb in (b for b in TREE_BUCKETS if b <= top):
+            for lb in range(_round_up(nb, LEN_STEP), self.cache.capacity + 1, LEN_STEP):
+                step = self._steps.get(
+                    (nb, lb, capture), lambda nb=nb, lb=lb: self._verify_step(nb, lb, capture)
+                )
+                host = step.host["packed"]
+                host.zero_()
+                host[2 * nb + 1 :].view(nb, nb).diagonal()[:] = 1
+                step.inputs["packed"].copy_(host)
+                if step.graph is None:
+                    self._steps.capture(step)
+                    count += 1
+        self.cache.reset()  # captures wrote scratch entries; nothing is committed
+        return count
+
+    @property
+    def capture_time_s(self) -> float:
+        return self._steps.capture_time_s if self._steps is not None else 0.0
 
     def reserve(self, tokens: int) -> None:
         """Make room for ``tokens`` cache entries (prompt + output + one tree, padded to its bucket)."""
@@ -290,6 +327,7 @@ class VLMAdapter:
             self._captured["inputs_embeds"] = kwargs.get("inputs_embeds")
             self._captured["position_ids"] = kwargs.get("position_ids")
 
+    @torch.no_grad()
     def prefill(self, prompt: PromptInputs, capture: Capture = Capture()) -> ForwardOutput:
         """Vision encoding + language-model prefill into a reset cache; logits of the last position."""
         ids = prompt.input_ids.to(self.device)
@@ -320,6 +358,7 @@ class VLMAdapter:
             inputs_embeds=embeds[0] if (capture.embeds and embeds is not None) else None,
         )
 
+    @torch.no_grad()
     def forward_tree(self, tree: DraftTree, capture: Capture = Capture()) -> ForwardOutput:
         """Verify the tree's nodes, placed after the cache, in one forward (KV written, not committed)."""
         if self._steps is not None:

@@ -21,6 +21,7 @@ MODEL_ARG_KEYS = {
     "max_cache_len": "initial KV-cache capacity in tokens (grows when needed)",
     "min_pixels": "Qwen2.5-VL processor: minimum image pixels",
     "max_pixels": "Qwen2.5-VL processor: maximum image pixels",
+    "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
 }
 
 

@@ -8,6 +8,9 @@ under the name ``mmspec_sdpa`` (no modeling code is touched):
 * With a 4-D tree mask it folds the query heads that share a KV head into the query-length axis
   (``[b, kv, groups * n, d]``) instead of materialising repeated K/V for every query head, which is
   what transformers does whenever a mask is present. Same arithmetic per query row; far fewer bytes.
+* For few query rows (decode and small trees) it uses two batched matmuls and a float32 softmax
+  instead of a fused SDPA kernel: fused kernels tile over queries, so with a handful of query rows
+  per KV head they run on a handful of SMs; the matmuls spread the keys over the whole GPU.
 * It can record the post-rope query rows of one layer (``QueryTap``): ViSkip measures the last
   layer's attention mass on image tokens from one captured row and the cached keys, instead of
   switching the whole model to eager attention.
@@ -24,6 +27,8 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 NAME = "mmspec_sdpa"
+#: grouped query rows (query heads per KV head x tree nodes) up to which matmul attention is used
+MATH_MAX_ROWS = 64
 
 
 @dataclass
@@ -87,14 +92,31 @@ def mmspec_sdpa_forward(
     b, hq, n, d = query.shape
     hk = key.shape[1]
     groups = hq // hk
-    if groups == 1:
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+    q = query.reshape(b, hk, groups * n, d)  # head h = kv * groups + j shares kv head `kv`
+    mask = _grouped.get(attention_mask, groups) if groups > 1 else attention_mask
+    if groups * n <= MATH_MAX_ROWS:
+        out = _math_attention(q, key, value, mask, scaling if scaling is not None else d**-0.5)
     else:
-        q = query.reshape(b, hk, groups * n, d)  # head h = kv * groups + j shares kv head `kv`
-        mask = _grouped.get(attention_mask, groups)
         out = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scaling)
-        out = out.reshape(b, hq, n, d)
-    return out.transpose(1, 2).contiguous(), None
+    return out.reshape(b, hq, n, d).transpose(1, 2).contiguous(), None
+
+
+def math_attention(
+    q: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v with a float32 softmax (transformers' eager numerics)."""
+    scores = torch.matmul(q, key.transpose(-1, -2)) * scale + mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(probs, value)
+
+
+_math_attention = math_attention  # replaced by a compiled version in graph mode (mmspec.fusion)
+
+
+def use_compiled_math(enabled: bool = True) -> None:
+    """Fuse the scale/mask/softmax/cast chain of :func:`math_attention` (GPU graph mode)."""
+    global _math_attention
+    _math_attention = torch.compile(math_attention, dynamic=True) if enabled else math_attention
 
 
 def register() -> str:

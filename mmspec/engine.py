@@ -67,6 +67,7 @@ class Engine:
         self.drafter = drafter
         self.device = adapter.device
 
+    @torch.no_grad()
     def generate(
         self,
         prompt: PromptInputs,

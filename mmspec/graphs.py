@@ -48,6 +48,9 @@ class StepCache:
         self.mode = mode
         self.steps: dict[Hashable, Step] = {}
         self.pool = torch.cuda.graph_pool_handle() if mode == "graph" else None
+        # One warm-up stream for every capture: the caching allocator keeps blocks per stream,
+        # so a fresh stream per capture would strand each warm-up's memory.
+        self.stream = torch.cuda.Stream(device) if mode == "graph" else None
         self.capture_time_s = 0.0
 
     def get(self, key: Hashable, make: Callable[[], Step]) -> Step:
@@ -62,13 +65,16 @@ class StepCache:
         if self.mode != "graph":
             return step.fn()
         if step.graph is None:
-            self._capture(step)
+            self.capture(step)
         step.graph.replay()
         return step.outputs
 
-    def _capture(self, step: Step) -> None:
+    def capture(self, step: Step) -> None:
+        """Warm ``step`` up on a side stream and record it (graph mode only; idempotent)."""
+        if self.mode != "graph" or step.graph is not None:
+            return
         t0 = time.perf_counter()
-        stream = torch.cuda.Stream(self.device)
+        stream = self.stream
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(2):  # warm-up: lazy inits, cuBLAS workspaces, allocator

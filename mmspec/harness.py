@@ -148,6 +148,10 @@ class Harness:
         for tr in task_runs:
             self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
 
+        if hasattr(adapter, "prepare"):
+            n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+            if n:
+                log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
         self._warmup(engine, adapter, task_runs)
         for tr in task_runs:
             self._run_task(engine, adapter, tr, run_dir / tr.name)

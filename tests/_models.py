@@ -1,7 +1,13 @@
-"""Shared helpers for tests that need a tiny model (loaded once per process)."""
+"""Shared helpers for tests that need a tiny model (loaded once per process).
+
+``MMSPEC_TEST_DEVICE`` (default ``cpu``) and ``MMSPEC_TEST_EXECUTION`` (default: the device's
+default, ``graph`` on CUDA) select where the tiny models run, so the same lossless tests check
+CUDA-graph execution on a GPU machine.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 from PIL import Image, ImageDraw
@@ -18,7 +24,16 @@ def tiny_adapter(name: str, dtype: str = "float64"):
     """A tiny model of the real architecture, loaded through the same path as real checkpoints."""
     from mmspec.adapters import load_model
 
-    return load_model(name, {"dtype": dtype, "device": "cpu"})
+    return load_model(name, model_args_for_tests(dtype))
+
+
+def model_args_for_tests(dtype: str = "float64") -> dict:
+    args = {"dtype": dtype, "device": os.environ.get("MMSPEC_TEST_DEVICE", "cpu")}
+    if args["device"] != "cpu":
+        args["max_cache_len"] = 512  # tiny prompts: fewer KV-view buckets to capture (grows if needed)
+    if os.environ.get("MMSPEC_TEST_EXECUTION"):
+        args["execution"] = os.environ["MMSPEC_TEST_EXECUTION"]
+    return args
 
 
 @cache
@@ -34,7 +49,7 @@ def looping_adapter(name: str = "tiny-qwen25vl"):
 
     from mmspec.adapters import load_model
 
-    adapter = load_model(name, {"dtype": "float64", "device": "cpu"})
+    adapter = load_model(name, model_args_for_tests("float64"))
     damped = 0
     with torch.no_grad():
         for pname, param in adapter.model.named_parameters():
@@ -46,7 +61,7 @@ def looping_adapter(name: str = "tiny-qwen25vl"):
     return adapter
 
 
-def test_image(size: tuple[int, int] = (160, 120), seed: int = 0) -> Image.Image:
+def make_image(size: tuple[int, int] = (160, 120), seed: int = 0) -> Image.Image:
     img = Image.new("RGB", size, (30 + 40 * seed % 200, 90, 160))
     draw = ImageDraw.Draw(img)
     draw.rectangle([10, 10, size[0] // 2, size[1] // 2], fill=(220, 40, 40))
@@ -63,4 +78,4 @@ def messages(question: str, image: bool = True) -> list[dict]:
 
 
 def prompt(adapter, question: str = "What is in the image? Describe it.", image: bool = True, seed: int = 0):
-    return adapter.encode(messages(question, image), [test_image(seed=seed)] if image else [])
+    return adapter.encode(messages(question, image), [make_image(seed=seed)] if image else [])

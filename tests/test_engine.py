@@ -89,7 +89,7 @@ def test_tree_mask_layout(adapter):
     assert mask.shape == (1, 1, 3, 8)
     assert torch.all(mask[0, 0, :, :5] == 0)  # whole prefix visible
     visible = mask[0, 0, :, 5:] == 0
-    assert torch.equal(visible, anc)
+    assert torch.equal(visible.cpu(), anc)
 
 
 def test_tree_verification_equals_sequential_decoding(adapter):
@@ -111,7 +111,12 @@ def test_tree_verification_equals_sequential_decoding(adapter):
 
 
 def test_kv_compaction_equals_sequential_cache(adapter):
-    """After committing a non-contiguous path, the cache holds exactly the sequential KV."""
+    """After committing a non-contiguous path, the cache holds the sequential KV.
+
+    Tolerance: transformers' RMSNorm computes in float32 even for float64 inputs, and fused (graph
+    mode) reductions may round differently for different token counts; a wrong slot would differ by
+    O(1), far above 1e-4.
+    """
     p = prompt(adapter, seed=1)
     ref = sequential(adapter, p, 4)
     adapter.prefill(p)
@@ -128,8 +133,8 @@ def test_kv_compaction_equals_sequential_cache(adapter):
     assert adapter.cache_len == want[0][0].shape[2]
     for layer, (k, v) in zip(adapter.cache.layers, want):
         n = adapter.cache_len
-        torch.testing.assert_close(layer.keys[:, :, :n], k, rtol=1e-9, atol=1e-9)
-        torch.testing.assert_close(layer.values[:, :, :n], v, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(layer.keys[:, :, :n], k, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(layer.values[:, :, :n], v, rtol=1e-4, atol=1e-5)
 
 
 def test_qwen_tree_positions_continue_3d_rope():
@@ -139,7 +144,7 @@ def test_qwen_tree_positions_continue_3d_rope():
     adapter.prefill(p)
     assert adapter.rope_delta != 0  # the image makes text positions differ from token indices
     depths = torch.tensor([0, 1, 1, 2])
-    ours = adapter.position_ids(depths + adapter.cache_len)
+    ours = adapter.position_ids(depths.to(adapter.device) + adapter.cache_len)
     assert ours.shape == (3, 1, 4)
     extra = torch.tensor([[5, 6, 7]])
     ids = torch.cat([p.input_ids, extra], dim=1)
@@ -147,7 +152,7 @@ def test_qwen_tree_positions_continue_3d_rope():
     full, _ = adapter.model.model.get_rope_index(ids, mm, image_grid_thw=p.model_inputs["image_grid_thw"])
     L = p.length
     # sequential positions of tokens L..L+2 == tree positions at depth 0..2 on every axis
-    assert torch.equal(full[:, 0, L : L + 3], ours[:, 0, [0, 1, 3]])
+    assert torch.equal(full[:, 0, L : L + 3].cpu(), ours[:, 0, [0, 1, 3]].cpu())
 
 
 def test_stop_token_inside_accepted_block_ends_output():
@@ -184,3 +189,17 @@ def test_max_new_tokens_is_exact(max_new):
     assert res.new_tokens == max_new and res.stop_reason == "length"
     assert base.target_forwards == max_new  # plain decoding: MAT exactly 1
     assert res.target_forwards == 1 + -(-(max_new - 1) // 7)  # k=6 drafts + 1 bonus per round
+
+
+def test_oracle_padded_tree_accepts_exactly_k():
+    """The benchmark oracle: k correct drafts per round, wrong branches padding the tree to size."""
+    adapter = tiny_adapter("tiny-qwen25vl")
+    p = prompt(adapter, seed=2)
+    with no_stops(adapter):
+        ref = Engine(adapter, Baseline(adapter)).generate(p, 30).token_ids
+        oracle = Oracle(adapter, k=3, tree_nodes=20)
+        oracle.references = {("t", "s", 0): ref}
+        res = Engine(adapter, oracle).generate(p, 30, key=("t", "s", 0))
+    assert res.token_ids == ref
+    assert set(res.tree_size_per_round) == {20}
+    assert res.accepted_per_round[:-1] == [3] * (len(res.accepted_per_round) - 1)
