@@ -280,6 +280,42 @@ class VLMAdapter:
             compile_small_modules(self.language_model)
             self.fused = True
 
+    # ----------------------------------------------------------- ViSkip
+    def enable_query_tap(self) -> None:
+        """Record the last decoder layer's query rows on every forward (for ViSkip's gate)."""
+        if getattr(self, "_tap", None) is not None:
+            return
+        if self.attn_implementation != "sdpa":
+            raise AdapterError("ViSkip's attention gate needs attn_implementation=sdpa")
+        attn = self.language_model.layers[-1].self_attn
+        heads = int(self.text_config.num_attention_heads)
+        head_dim = int(self.cache.shape[2])
+        self._tap = attention.QueryTap(
+            torch.zeros(heads, TREE_BUCKETS[-1], head_dim, dtype=self.dtype, device=self.device)
+        )
+        attention.set_query_tap(attn, self._tap)
+        if self._steps is not None:
+            self._steps.clear()  # steps captured before the tap existed would not record it
+
+    @torch.no_grad()
+    def visual_attention_mass(self, node: int, spans: Sequence[tuple[int, int]]) -> float:
+        """Last-layer attention share on image tokens of the query row of ``node`` (last forward).
+
+        Recomputed from the tapped query and the committed keys (the node attended to exactly the
+        committed prefix once its path is compacted), averaged over heads.
+        """
+        if not spans:
+            return 0.0
+        q = self._tap.buffer[:, node].float()  # [heads, head_dim]
+        keys = self.cache.layers[-1].keys[0, :, : self.cache.length].float()  # [kv heads, T, head_dim]
+        groups = q.shape[0] // keys.shape[0]
+        scores = torch.einsum("kgd,ktd->kgt", q.view(keys.shape[0], groups, -1), keys) * q.shape[-1] ** -0.5
+        probs = torch.softmax(scores, dim=-1)
+        image = torch.zeros(self.cache.length, dtype=torch.bool, device=self.device)
+        for a, b in spans:
+            image[a:b] = True
+        return float(probs[..., image].sum(-1).mean())
+
     @torch.no_grad()
     def prepare(self, max_tree_size: int, capture: Capture = Capture()) -> int:
         """Graph mode: capture every verification step a run can use before anything is timed.
@@ -337,6 +373,9 @@ class VLMAdapter:
         self.cache.prepare_write(n)
         self._before_prefill()
         self._captured = {"armed": True}
+        tap = getattr(self, "_tap", None)
+        if tap is not None:
+            tap.last_only = True  # the prefill's last row produced the first token
         try:
             out = self.model.model(
                 input_ids=ids,
@@ -347,6 +386,8 @@ class VLMAdapter:
             )
         finally:
             self._captured["armed"] = False
+            if tap is not None:
+                tap.last_only = False
         self.cache.commit(n)
         self._after_prefill(self._captured.get("position_ids"))
         hidden_all = out.last_hidden_state[0]

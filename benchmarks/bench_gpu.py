@@ -222,6 +222,10 @@ def bench_model(name: str, args, bw: float, save) -> dict:
         out["pld_float32"] = compare_pld(BUILDERS[name](dtype=torch.float32), args)
         save(out)
 
+    if every or "drafts" in sections:
+        out["drafts"] = bench_drafts(adapter, p, n, name)
+        save(out)
+
     if every or "overhead" in sections:
         rows = {}
         for label, drafter in (("baseline", Baseline(adapter)), ("pld", PromptLookup(adapter)),
@@ -238,6 +242,40 @@ def bench_model(name: str, args, bw: float, save) -> dict:
     del adapter
     torch.cuda.empty_cache()
     return out
+
+
+DRAFT_SPECS = ("medusa", "eagle", "eagle2", "eagle3", "msd", "vispec", "vispec_vskip", "msd_vskip", "sam_vskip")
+
+
+def bench_drafts(adapter, p, n, name) -> list[dict]:
+    """Issue 5: every draft-model method with a random (seeded) draft, graph mode, per-round costs.
+
+    Random drafts are almost never accepted, so MAT is ~1 and these runs measure cost, not speedup:
+    draft time and verify time per round (CUDA events around the propose and verify calls)."""
+    from mmspec.methods import get_spec
+
+    base = run_engine(adapter, Baseline(adapter), p, n)
+    rows = [{"method": "baseline", "ms_per_token": decode_ms(base), "mat": 1.0, "draft_ms_per_round": 0.0,
+             "verify_ms_per_round": 1000 * base.verify_time_s / base.rounds}]  # fmt: skip
+    for spec in DRAFT_SPECS:
+        t0 = time.perf_counter()
+        drafter = get_spec(spec)(adapter, **({} if spec == "sam_vskip" else {"checkpoint": "random"}))
+        build_s = time.perf_counter() - t0
+        adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+        graphs = drafter.prepare()
+        res = run_engine(adapter, drafter, p, n)
+        row = {"method": spec, "ms_per_token": decode_ms(res), "mat": res.new_tokens / res.target_forwards,
+               "rounds": res.rounds, "skipped_rounds": res.skipped_rounds,
+               "tree_size": statistics.mean(res.tree_size_per_round),
+               "draft_ms_per_round": 1000 * res.draft_time_s / res.rounds,
+               "verify_ms_per_round": 1000 * res.verify_time_s / res.rounds,
+               "ms_per_round": 1000 * (res.wall_time_s - res.prefill_time_s) / res.rounds,
+               "draft_graphs": graphs, "draft_capture_s": drafter.capture_time_s, "build_s": build_s}  # fmt: skip
+        rows.append(row)
+        print(name, row, flush=True)
+        del drafter
+        torch.cuda.empty_cache()
+    return rows
 
 
 def compare_pld(adapter, args) -> dict:

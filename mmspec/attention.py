@@ -33,16 +33,22 @@ MATH_MAX_ROWS = 64
 
 @dataclass
 class QueryTap:
-    """Copies the post-rope queries of ``layer_idx`` into ``buffer`` on every forward (graph-safe)."""
+    """Copies one layer's post-rope query rows into a fixed buffer on every forward.
 
-    layer_idx: int
-    buffer: torch.Tensor | None = None  # [heads, n, head_dim] of the last forward
+    The buffer is allocated once, so a captured CUDA graph writes to the address the reader uses.
+    A prefill (``last_only``, or more rows than the buffer holds) records only its last row, at
+    row 0: the row that produced the first generated token.
+    """
+
+    buffer: torch.Tensor  # [heads, rows, head_dim]
+    last_only: bool = False
 
     def record(self, query: torch.Tensor) -> None:
-        q = query[0]
-        if self.buffer is None or self.buffer.shape != q.shape:
-            self.buffer = torch.empty_like(q)
-        self.buffer.copy_(q)
+        q = query[0]  # [heads, n, head_dim]
+        n = q.shape[1]
+        if self.last_only or n > self.buffer.shape[1]:
+            q, n = q[:, -1:], 1
+        self.buffer[:, :n].copy_(q)
 
 
 _taps: dict[int, QueryTap] = {}  # id(module) -> tap

@@ -20,23 +20,28 @@ log = logging.getLogger(__name__)
 FUSED_SUBMODULES = ("input_layernorm", "post_attention_layernorm", "mlp")
 
 
-def compile_small_modules(language_model: torch.nn.Module) -> int:
-    """Compile every decoder layer's norms and MLP and the final norm; returns how many modules."""
+def compile_layers(layers, norm: torch.nn.Module | None = None) -> int:
+    """Compile the norms and MLP of each decoder layer (and a final norm); returns how many modules."""
     import torch._dynamo
 
     # one compiled graph serves all layers (module parameters are inputs); allow a few shapes each
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     count = 0
-    for layer in language_model.layers:
+    for layer in layers:
         for name in FUSED_SUBMODULES:
             module = getattr(layer, name, None)
             if isinstance(module, torch.nn.Module) and not isinstance(module, torch.nn.Identity):
                 module.compile(dynamic=True)
                 count += 1
-    norm = getattr(language_model, "norm", None)
     if isinstance(norm, torch.nn.Module):
         norm.compile(dynamic=True)
         count += 1
+    return count
+
+
+def compile_small_modules(language_model: torch.nn.Module) -> int:
+    """The target's decoder layers and final norm, plus the compiled tree-attention math."""
+    count = compile_layers(language_model.layers, getattr(language_model, "norm", None))
     from mmspec import attention
 
     attention.use_compiled_math()

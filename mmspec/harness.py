@@ -152,6 +152,9 @@ class Harness:
             n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
             if n:
                 log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
+        n = drafter.prepare()
+        if n:
+            log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
         self._warmup(engine, adapter, task_runs)
         for tr in task_runs:
             self._run_task(engine, adapter, tr, run_dir / tr.name)

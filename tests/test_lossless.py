@@ -8,36 +8,52 @@ from _models import TINY_MODELS, looping_adapter, tiny_adapter
 
 from mmspec.harness import Harness, RunConfig
 
-#: training-free methods (the draft-model methods join this list with their own checkpoints)
+#: every registered method; draft models use seeded random drafts (trained ones: test_sampling)
+#: and, to keep CI short, shorter answers (each of their rounds costs several draft forwards)
+DRAFT_MODEL_TOKENS = 16
 METHODS: dict[str, dict] = {
     "pld": {},
     "lookahead": {},
     "recycling": {},
     "sam": {},
     "oracle": {"k": 3, "wrong_tail": 2},
+    "medusa": {"checkpoint": "random"},
+    "eagle": {"checkpoint": "random"},
+    "eagle2": {"checkpoint": "random"},
+    "eagle3": {"checkpoint": "random"},
+    "msd": {"checkpoint": "random"},
+    "vispec": {"checkpoint": "random"},
+    "vispec_vskip": {"checkpoint": "random"},
+    "msd_vskip": {"checkpoint": "random"},
+    "sam_vskip": {},
 }
 DEMO_AND_TESTMINI_TURNS = 9 + 69
 
 
 @pytest.fixture(scope="module", params=TINY_MODELS)
 def runner(request, mmspec_root, tmp_path_factory):
-    """Runs a spec over demo + testmini on one tiny adapter; the baseline runs first, once."""
+    """Runs a spec over demo + testmini on one tiny adapter, after a baseline of the same length."""
     model = request.param
-    out = tmp_path_factory.mktemp(f"lossless-{model}")
+    root = tmp_path_factory.mktemp(f"lossless-{model}")
     adapter = tiny_adapter(model, "float64")
 
-    def run(spec: str, **spec_args):
+    def run(spec: str, max_new_tokens: int, **spec_args):
+        out = root / f"len{max_new_tokens}"
+        if spec != "baseline" and not out.exists():
+            run("baseline", max_new_tokens)
         cfg = RunConfig(tasks=["mmspec_demo", "mmspec_testmini"], model=model, spec=spec, spec_args=spec_args,
-                        output_path=out, max_new_tokens=24, warmup=0, dataset_root=str(mmspec_root))  # fmt: skip
+                        output_path=out, max_new_tokens=max_new_tokens, warmup=0,
+                        dataset_root=str(mmspec_root))  # fmt: skip
         return Harness(cfg, adapter=adapter).run()
 
-    run("baseline")
     return run
 
 
 @pytest.mark.parametrize("spec", list(METHODS))
 def test_greedy_output_equals_baseline(runner, spec):
-    res = runner(spec, **METHODS[spec])
+    args = METHODS[spec]
+    tokens = DRAFT_MODEL_TOKENS if "checkpoint" in args else 24
+    res = runner(spec, tokens, **args)
     overall = res["overall"]
     assert overall["n_compared"] == DEMO_AND_TESTMINI_TURNS
     assert overall["mismatches"] == []

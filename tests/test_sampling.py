@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _drafts import QUESTIONS, distilled_drafter
 from _models import prompt, tiny_adapter
 
 import mmspec.acceptance as acceptance
 import mmspec.engine as engine_mod
 from mmspec.engine import Engine
+from mmspec.methods import get_spec
 from mmspec.methods.base import Drafter
 from mmspec.tree import DraftTree
 
@@ -59,26 +61,26 @@ class FixedDrafter(Drafter):
         return 16
 
 
-def goodness_of_fit(adapter, p, joint, drafter) -> tuple[float, float]:
+def goodness_of_fit(adapter, p, joint, drafter, n: int = N_SAMPLES) -> tuple[float, float]:
     eng = Engine(adapter, drafter)
     counts: dict[tuple[int, int], int] = {}
     accepted = 0
-    for seed in range(N_SAMPLES):
+    for seed in range(n):
         res = eng.generate(p, 2, temperature=TEMPERATURE, seed=seed)
         key = (res.token_ids[0], res.token_ids[1]) if len(res.token_ids) > 1 else (res.token_ids[0], -1)
         counts[key] = counts.get(key, 0) + 1
         accepted += sum(res.accepted_per_round)
-    cells = [k for k, v in joint.items() if v * N_SAMPLES >= 5]
-    expected = [joint[k] * N_SAMPLES for k in cells]
+    cells = [k for k, v in joint.items() if v * n >= 5]
+    expected = [joint[k] * n for k in cells]
     observed = [counts.get(k, 0) for k in cells]
-    other_e = N_SAMPLES - sum(expected)
-    other_o = N_SAMPLES - sum(observed)
+    other_e = n - sum(expected)
+    other_o = n - sum(observed)
     stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected))
     df = len(cells) - 1
     if other_e >= 5:
         stat += (other_o - other_e) ** 2 / other_e
         df += 1
-    return chi2_pvalue(stat, df), accepted / N_SAMPLES
+    return chi2_pvalue(stat, df), accepted / n
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +123,37 @@ def test_lossy_acceptance_is_detected(setup, monkeypatch):
     monkeypatch.setattr(engine_mod, "sampling_walk", greedy_biased)
     pvalue, _ = goodness_of_fit(adapter, p, joint, FixedDrafter(adapter, [[top[0], top[1]]]))
     assert pvalue < 1e-3
+
+
+#: draft-model methods (random seeded drafts) and the ViSkip variants, on an image prompt
+DRAFT_SPECS = (
+    "eagle",
+    "eagle2",
+    "eagle3",
+    "msd",
+    "vispec",
+    "medusa",
+    "vispec_vskip",
+    "msd_vskip",
+    "sam_vskip",
+)
+N_DRAFT_SAMPLES = 400
+
+
+@pytest.fixture(scope="module")
+def image_setup():
+    adapter = tiny_adapter("tiny-llava15")
+    p = prompt(adapter, QUESTIONS[0], seed=0)  # a prompt the distilled drafts were fitted on
+    return adapter, p, exact_joint(adapter, p)
+
+
+@pytest.mark.parametrize("spec", DRAFT_SPECS)
+def test_draft_methods_sample_target_distribution(image_setup, spec):
+    """Draft models fitted to the target (so their proposals are often accepted at temperature 1)."""
+    adapter, p, joint = image_setup
+    trained = spec != "sam_vskip"  # SAM has no network; it rarely has a match this early
+    drafter = distilled_drafter("tiny-llava15", spec, steps=300) if trained else get_spec(spec)(adapter)
+    pvalue, acc = goodness_of_fit(adapter, p, joint, drafter, n=N_DRAFT_SAMPLES)
+    if trained:
+        assert acc > 0.2, f"{spec}: drafts must be accepted often, or the test checks little (acc={acc:.2f})"
+    assert pvalue > 1e-3, f"{spec}: chi-square p={pvalue:.2e}"

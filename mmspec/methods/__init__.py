@@ -12,6 +12,15 @@ SPECS: dict[str, str] = {
     "lookahead": "mmspec.methods.lookahead:Lookahead",
     "recycling": "mmspec.methods.recycling:TokenRecycling",
     "sam": "mmspec.methods.sam:SuffixAutomaton",
+    "medusa": "mmspec.methods.medusa:Medusa",
+    "eagle": "mmspec.methods.eagle:Eagle",
+    "eagle2": "mmspec.methods.eagle:Eagle2",
+    "eagle3": "mmspec.methods.eagle:Eagle3",
+    "msd": "mmspec.methods.msd:MSD",
+    "vispec": "mmspec.methods.vispec:ViSpec",
+    "vispec_vskip": "mmspec.methods.viskip:ViSpecSkip",
+    "msd_vskip": "mmspec.methods.viskip:MSDSkip",
+    "sam_vskip": "mmspec.methods.viskip:SAMSkip",
 }
 
 

@@ -105,6 +105,16 @@ class Drafter:
         """Upper bound on tree nodes, used to reserve KV capacity."""
         return 1
 
+    def prepare(self) -> int:
+        """Graph mode: capture the drafter's own device steps before anything is timed.
+
+        Returns how many were captured (draft-model methods; training-free ones have none)."""
+        return 0
+
+    @property
+    def capture_time_s(self) -> float:
+        return 0.0
+
     def skip_drafting(self, ctx: DecodeContext) -> bool:
         """ViSkip-style gates: True makes the next round a plain target step."""
         return False

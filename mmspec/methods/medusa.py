@@ -1,0 +1,116 @@
+"""Medusa-1: residual heads on the target's last hidden state propose the next few tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmspec.adapters.base import Capture, ForwardOutput
+from mmspec.graphs import Step, StepCache
+from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
+from mmspec.methods.checkpoints import load_into, read_checkpoint
+from mmspec.methods.draft_nets import DraftConfig, MedusaHeads
+from mmspec.methods.draft_tree import select_tree
+from mmspec.methods.feature_drafter import seeded_build
+from mmspec.tree import DraftTree
+
+
+class Medusa(Drafter):
+    """Head ``i`` (applied to the hidden state that produced the tree root) scores the token ``i + 1``
+    places after the root; the target's lm_head gives its logits. Children are not conditioned on
+    their parent, so the tree is the product of the heads' top-k lists, cut to the best
+    ``total_token - 1`` nodes by cumulative log-probability."""
+
+    name = "medusa"
+    paper = "Medusa (Cai et al., ICML 2024, arXiv 2401.10774)"
+    defaults = {"checkpoint": "", "num_heads": 3, "top_k": 8, "total_token": 30, "seed": 0}
+
+    def __init__(self, adapter: Any, **spec_args: Any) -> None:
+        super().__init__(adapter, **spec_args)
+        for key in ("num_heads", "top_k", "total_token"):
+            if self.args[key] < 1:
+                raise SpecArgError(f"medusa: {key} must be >= 1")
+        self.net, self.checkpoint_info = self._load()
+        self.net.to(device=adapter.device, dtype=adapter.dtype).eval().requires_grad_(False)
+        final = (adapter.num_layers,)
+        self.capture_prefill = Capture(hidden=final)
+        self.capture_verify = Capture(hidden=final)
+        # the hidden state that produced the current root (a fixed buffer: the graph step reads it)
+        self._h = torch.zeros(1, adapter.hidden_size, dtype=adapter.dtype, device=adapter.device)
+        self._steps = None if adapter.execution == "eager" else StepCache(adapter.device, adapter.execution)
+
+    def _load(self):
+        source = self.args["checkpoint"]
+        cfg = DraftConfig.from_target(self.adapter.text_config)
+        if not source:
+            raise SpecArgError(
+                "medusa: no published Medusa heads exist for these VLMs; pass --spec_args checkpoint=DIR "
+                "(heads in Medusa's layout, e.g. a state_19/ folder) or checkpoint=random"
+            )
+        if source == "random":
+            heads = seeded_build(
+                self.adapter.device, int(self.args["seed"]), MedusaHeads, cfg, int(self.args["num_heads"])
+            )
+            return heads, {"checkpoint": "random", "trained": False}
+        ckpt = read_checkpoint(source, method="medusa", subfolders=("state_19",))
+        heads = 1 + max(
+            (int(k.split(".")[1]) for k in ckpt.state_dict if k.startswith("medusa_head.")), default=-1
+        )
+        if heads != int(self.args["num_heads"]):
+            raise SpecArgError(f"medusa: {source} holds {heads} heads but num_heads={self.args['num_heads']}")
+        net = MedusaHeads(cfg, heads)
+        fill = {"embed_tokens.weight": self.adapter.embed_tokens.weight.detach().cpu()}
+        filled = load_into(net, ckpt.state_dict, source=str(source), fill=fill)
+        return net, {"checkpoint": str(source), "trained": True, "files": ckpt.files, "filled": filled}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.args, **self.checkpoint_info}
+
+    def max_tree_size(self) -> int:
+        return int(self.args["total_token"])
+
+    def begin(self, ctx: DecodeContext, prefill: ForwardOutput) -> None:
+        self._h.copy_(prefill.hidden[self.adapter.num_layers][-1:])
+
+    def observe(self, ctx: DecodeContext, result: RoundResult) -> None:
+        self._h.copy_(result.verify.hidden[self.adapter.num_layers][result.path[-1]][None])
+
+    def _head_topk(self) -> torch.Tensor:
+        """[2, heads, top_k]: each head's best log-probabilities and token ids."""
+        logp = torch.log_softmax(self.adapter.lm_head(self.net(self._h)[:, 0]).float(), dim=-1)  # [heads, V]
+        s, t = logp.topk(int(self.args["top_k"]), dim=-1)
+        return torch.stack([s.double(), t.double()])
+
+    def _step(self) -> Step:
+        return self._steps.get("propose", lambda: Step({}, self._head_topk))
+
+    @torch.no_grad()
+    def prepare(self) -> int:
+        if self._steps is None or self._steps.mode != "graph":
+            return 0
+        self._steps.capture(self._step())
+        return 1
+
+    @property
+    def capture_time_s(self) -> float:
+        return self._steps.capture_time_s if self._steps is not None else 0.0
+
+    @torch.no_grad()
+    def propose(self, ctx: DecodeContext) -> DraftTree:
+        k = int(self.args["top_k"])
+        packed = (self._head_topk() if self._steps is None else self._steps.run(self._step())).cpu()
+        head_s, head_t = packed[0].tolist(), [[int(x) for x in row] for row in packed[1].tolist()]
+        scores, tokens, parents = [], [], []
+        frontier = [(-1, 0.0)]  # (candidate index, cumulative score)
+        for level in range(len(head_t)):
+            nxt = []
+            for parent, base in frontier:
+                for j in range(k):
+                    scores.append(base + head_s[level][j])
+                    tokens.append(head_t[level][j])
+                    parents.append(parent)
+                    nxt.append((len(tokens) - 1, scores[-1]))
+            # a node outside its level's best `budget` can neither be chosen nor have chosen children
+            frontier = sorted(nxt, key=lambda c: -c[1])[: int(self.args["total_token"]) - 1]
+        return select_tree(ctx.last_token, tokens, parents, scores, int(self.args["total_token"]) - 1)
