@@ -244,7 +244,7 @@ class FeatureDrafter(Drafter):
         if self._steps is None or self._steps.mode != "graph":
             return 0
         self._stable = self._next_pos = 0
-        self._sync_state()
+        self._sync_state(1, [0], [0])  # scratch state: one accepted row (the append reads row n - 1)
         count = 0
         need = max(self._tree_entries(), self._path_max())
         for view in range(-(-need // LEN_STEP) * LEN_STEP, self.cache.capacity + 1, LEN_STEP):
