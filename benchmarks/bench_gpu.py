@@ -223,7 +223,8 @@ def bench_model(name: str, args, bw: float, save) -> dict:
         save(out)
 
     if every or "drafts" in sections:
-        out["drafts"] = bench_drafts(adapter, p, n, name)
+        specs = args.draft_specs.split(",") if args.draft_specs else DRAFT_SPECS
+        out["drafts"] = bench_drafts(adapter, p, n, name, specs, save)
         save(out)
 
     if every or "overhead" in sections:
@@ -247,7 +248,7 @@ def bench_model(name: str, args, bw: float, save) -> dict:
 DRAFT_SPECS = ("medusa", "eagle", "eagle2", "eagle3", "msd", "vispec", "vispec_vskip", "msd_vskip", "sam_vskip")
 
 
-def bench_drafts(adapter, p, n, name) -> list[dict]:
+def bench_drafts(adapter, p, n, name, specs=DRAFT_SPECS, save=None) -> list[dict]:
     """Issue 5: every draft-model method with a random (seeded) draft, graph mode, per-round costs.
 
     Random drafts are almost never accepted, so MAT is ~1 and these runs measure cost, not speedup:
@@ -257,7 +258,7 @@ def bench_drafts(adapter, p, n, name) -> list[dict]:
     base = run_engine(adapter, Baseline(adapter), p, n)
     rows = [{"method": "baseline", "ms_per_token": decode_ms(base), "mat": 1.0, "draft_ms_per_round": 0.0,
              "verify_ms_per_round": 1000 * base.verify_time_s / base.rounds}]  # fmt: skip
-    for spec in DRAFT_SPECS:
+    for spec in specs:
         t0 = time.perf_counter()
         drafter = get_spec(spec)(adapter, **({} if spec == "sam_vskip" else {"checkpoint": "random"}))
         build_s = time.perf_counter() - t0
@@ -272,7 +273,9 @@ def bench_drafts(adapter, p, n, name) -> list[dict]:
                "ms_per_round": 1000 * (res.wall_time_s - res.prefill_time_s) / res.rounds,
                "draft_graphs": graphs, "draft_capture_s": drafter.capture_time_s, "build_s": build_s}  # fmt: skip
         rows.append(row)
-        print(name, row, flush=True)
+        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+        if save is not None:
+            save({"drafts": rows})
         del drafter
         torch.cuda.empty_cache()
     return rows
@@ -300,6 +303,7 @@ def main() -> None:
     ap.add_argument("--new_tokens", type=int, default=256)
     ap.add_argument("--hf_static", action="store_true")
     ap.add_argument("--skip_hf", action="store_true")
+    ap.add_argument("--draft_specs", default="", help="comma list for --sections drafts (default: all)")
     ap.add_argument("--out", default="bench_out")
     args = ap.parse_args()
     out = Path(args.out)

@@ -88,8 +88,13 @@ class StepCache:
         self.capture_time_s += time.perf_counter() - t0
 
     def clear(self) -> None:
-        """Drop every step (e.g. after the KV cache was reallocated)."""
+        """Drop every step (e.g. after the KV cache was reallocated).
+
+        Their graphs' memory pool dies with them, so later captures get a fresh pool."""
         self.steps.clear()
+        if self.mode == "graph":
+            torch.cuda.synchronize(self.device)
+            self.pool = torch.cuda.graph_pool_handle()
 
 
 def bucket(n: int, sizes: tuple[int, ...]) -> int:
