@@ -245,7 +245,8 @@ def bench_model(name: str, args, bw: float, save) -> dict:
     return out
 
 
-DRAFT_SPECS = ("medusa", "eagle", "eagle2", "eagle3", "msd", "vispec", "vispec_vskip", "msd_vskip", "sam_vskip")
+DRAFT_SPECS = ("medusa", "eagle", "eagle2", "eagle3", "msd", "vispec", "vispec_vskip", "msd_vskip", "sam_vskip",
+               "vispec_vskip:noskip", "msd_vskip:noskip", "sam_vskip:noskip")  # fmt: skip
 
 
 def bench_drafts(adapter, p, n, name, specs=DRAFT_SPECS, save=None) -> list[dict]:
@@ -255,17 +256,24 @@ def bench_drafts(adapter, p, n, name, specs=DRAFT_SPECS, save=None) -> list[dict
     draft time and verify time per round (CUDA events around the propose and verify calls)."""
     from mmspec.methods import get_spec
 
+    if any(s.endswith("_vskip") for s in specs):
+        adapter.enable_query_tap()  # before any capture: enabling it later re-captures every step
     base = run_engine(adapter, Baseline(adapter), p, n)
     rows = [{"method": "baseline", "ms_per_token": decode_ms(base), "mat": 1.0, "draft_ms_per_round": 0.0,
              "verify_ms_per_round": 1000 * base.verify_time_s / base.rounds}]  # fmt: skip
-    for spec in specs:
+    for label in specs:
+        # "<spec>:noskip" runs a ViSkip variant with the gate measured but never firing
+        spec, _, variant = label.partition(":")
+        kwargs = {} if spec == "sam_vskip" else {"checkpoint": "random"}
+        if variant == "noskip":
+            kwargs["visual_attn_threshold"] = 1.01
         t0 = time.perf_counter()
-        drafter = get_spec(spec)(adapter, **({} if spec == "sam_vskip" else {"checkpoint": "random"}))
+        drafter = get_spec(spec)(adapter, **kwargs)
         build_s = time.perf_counter() - t0
         adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
         graphs = drafter.prepare()
         res = run_engine(adapter, drafter, p, n)
-        row = {"method": spec, "ms_per_token": decode_ms(res), "mat": res.new_tokens / res.target_forwards,
+        row = {"method": label, "ms_per_token": decode_ms(res), "mat": res.new_tokens / res.target_forwards,
                "rounds": res.rounds, "skipped_rounds": res.skipped_rounds,
                "tree_size": statistics.mean(res.tree_size_per_round),
                "draft_ms_per_round": 1000 * res.draft_time_s / res.rounds,

@@ -81,7 +81,7 @@ class StepCache:
                 step.fn()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, stream=stream):  # the warm-up's stream (cuBLAS state)
             step.outputs = step.fn()
         step.graph = graph
         torch.cuda.synchronize(self.device)
