@@ -10,7 +10,7 @@ from mmspec.harness import Harness, RunConfig
 
 #: every registered method; draft models use seeded random drafts (trained ones: test_sampling)
 #: and, to keep CI short, shorter answers (each of their rounds costs several draft forwards)
-DRAFT_MODEL_TOKENS = 16
+DRAFT_MODEL_TOKENS = 12
 METHODS: dict[str, dict] = {
     "pld": {},
     "lookahead": {},
