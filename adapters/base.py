@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from mmspec import attention
-from mmspec.graphs import EXECUTION_MODES, Step, StepCache, bucket
+from mmspec.graphs import EXECUTION_MODES, Step, StepCache, bucket, round_up
 from mmspec.kv_cache import EngineCache
 from mmspec.tree import DraftTree
 
@@ -116,10 +116,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise AdapterError(f"unknown dtype {dtype!r}; choose one of {sorted(table)} or 'auto'") from None
 
 
-def _round_up(x: int, step: int) -> int:
-    return -(-x // step) * step
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -165,7 +161,7 @@ class VLMAdapter:
             self.num_layers,
             int(self.text_config.num_key_value_heads),
             int(head_dim),
-            _round_up(max_cache_len, LEN_STEP),
+            round_up(max_cache_len, LEN_STEP),
             self.dtype,
             self.device,
         )
@@ -328,7 +324,7 @@ class VLMAdapter:
         top = bucket(max_tree_size, TREE_BUCKETS)
         count = 0
         for nb in (b for b in TREE_BUCKETS if b <= top):
-            for lb in range(_round_up(nb, LEN_STEP), self.cache.capacity + 1, LEN_STEP):
+            for lb in range(round_up(nb, LEN_STEP), self.cache.capacity + 1, LEN_STEP):
                 step = self._steps.get(
                     (nb, lb, capture), lambda nb=nb, lb=lb: self._verify_step(nb, lb, capture)
                 )
@@ -349,7 +345,7 @@ class VLMAdapter:
     def reserve(self, tokens: int) -> None:
         """Make room for ``tokens`` cache entries (prompt + output + one tree, padded to its bucket)."""
         pad = TREE_BUCKETS[-1] if self._steps is not None else 0
-        if self.cache.ensure_capacity(_round_up(tokens + pad, LEN_STEP)) and self._steps is not None:
+        if self.cache.ensure_capacity(round_up(tokens + pad, LEN_STEP)) and self._steps is not None:
             self._steps.clear()  # captured steps point at the old buffers
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -425,7 +421,7 @@ class VLMAdapter:
     def _forward_tree_static(self, tree: DraftTree, capture: Capture) -> ForwardOutput:
         n, start = len(tree), self.cache.length
         n_bucket = bucket(n, TREE_BUCKETS)
-        len_bucket = _round_up(start + n_bucket, LEN_STEP)
+        len_bucket = round_up(start + n_bucket, LEN_STEP)
         if len_bucket > self.cache.capacity:
             raise RuntimeError(f"KV view {len_bucket} exceeds capacity {self.cache.capacity}; call reserve()")
         step = self._steps.get(

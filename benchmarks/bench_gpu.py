@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,18 +38,24 @@ KEY = ("bench", "s", 0)
 VERIFY_SIZES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128)  # the adapter's tree buckets up to 128
 
 
+def event_times_ms(fn, reps: int) -> list[float]:
+    """GPU time of each of ``reps`` calls of ``fn`` (CUDA events; one synchronisation at the end)."""
+    events = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        events.append((s, e))
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in events]
+
+
 def copy_bandwidth(device: str = "cuda") -> float:
     """Device-to-device copy, bytes read + written per second (median of 10)."""
     a = torch.empty(1 << 30, dtype=torch.uint8, device=device)  # 1 GiB
     b = torch.empty_like(a)
-    times = []
-    for _ in range(12):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        b.copy_(a)
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) / 1000)
+    times = [ms / 1000 for ms in event_times_ms(partial(b.copy_, a), 12)]
     del a, b
     return 2 * (1 << 30) / statistics.median(times[2:])
 
@@ -178,15 +185,7 @@ def bench_model(name: str, args, bw: float, save) -> dict:
             tree = DraftTree(list(range(3, 3 + size)), [-1] + [(i - 1) // 2 for i in range(1, size)])
             for _ in range(3):
                 adapter.forward_tree(tree)
-            evs = []
-            for _ in range(20):
-                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                s.record()
-                adapter.forward_tree(tree)
-                e.record()
-                evs.append((s, e))
-            torch.cuda.synchronize()
-            times[size] = statistics.median(s.elapsed_time(e) for s, e in evs)
+            times[size] = statistics.median(event_times_ms(partial(adapter.forward_tree, tree), 20))
         out["verify_ms"] = times
         out["verify_rel"] = {k: v / times[1] for k, v in times.items()}
         print(name, "verify", out["verify_rel"], flush=True)

@@ -97,6 +97,11 @@ class StepCache:
             self.pool = torch.cuda.graph_pool_handle()
 
 
+def round_up(n: int, step: int) -> int:
+    """Smallest multiple of ``step`` >= n (KV-view buckets)."""
+    return -(-n // step) * step
+
+
 def bucket(n: int, sizes: tuple[int, ...]) -> int:
     """Smallest bucket size >= n (the last size when n is larger: callers must check)."""
     for s in sizes:

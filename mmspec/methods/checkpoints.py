@@ -222,19 +222,17 @@ def load_into(
     state_dict: Mapping[str, torch.Tensor],
     source: str,
     fill: Mapping[str, torch.Tensor] | None = None,
-    ignore: Iterable[str] = (),
 ) -> list[str]:
     """Strict load: ``fill`` supplies tensors a format omits; returns the keys filled that way."""
     expected = module.state_dict()
-    ignore = set(ignore)
     sd = dict(state_dict)
     filled = []
     for key, value in (fill or {}).items():
         if key in expected and key not in sd:
             sd[key] = value
             filled.append(key)
-    missing = sorted(k for k in expected if k not in sd and k not in ignore)
-    unexpected = sorted(k for k in sd if k not in expected and k not in ignore)
+    missing = sorted(k for k in expected if k not in sd)
+    unexpected = sorted(k for k in sd if k not in expected)
     mismatched = [
         f"{k} (checkpoint {list(sd[k].shape)}, draft {list(expected[k].shape)})"
         for k in sorted(sd)

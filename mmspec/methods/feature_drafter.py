@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 
 from mmspec.adapters.base import LEN_STEP, Capture, ForwardOutput
-from mmspec.graphs import Step, StepCache
+from mmspec.graphs import Step, StepCache, round_up
 from mmspec.kv_cache import EngineCache
 from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
 from mmspec.methods.checkpoints import default_checkpoint, load_into, read_checkpoint
@@ -80,7 +80,7 @@ class FeatureDrafter(Drafter):
         self._dev = torch.zeros(3 + 2 * p, dtype=torch.long, device=dev)
         self._last = torch.zeros(1, cfg.hidden_size, dtype=adapter.dtype, device=dev)  # newest draft output
         self._acc_feats = torch.zeros(p, self.feature_width(), dtype=adapter.dtype, device=dev)
-        self._arange = torch.arange(max(capacity, 4 * LEN_STEP), device=dev)
+        self._arange = torch.arange(capacity, device=dev)
         self._tril = torch.ones(p, p, dtype=torch.bool, device=dev).tril()
         if self._static is not None:
             self._static_plan = self._plan_static(self._static)
@@ -179,7 +179,8 @@ class FeatureDrafter(Drafter):
     def merged_image_embeds(
         self, ctx: DecodeContext, ids: torch.Tensor, embeds: torch.Tensor
     ) -> torch.Tensor:
-        """Use the target's merged input embeddings (projected vision features) at image rows."""
+        """``embeds`` (one row per prompt pair) with the target's merged input embeddings
+        (projected vision features) at image rows."""
         if ctx.prompt_embeds is None:
             return embeds
         rows = self.shifted_image_rows(ctx, ids)
@@ -219,14 +220,15 @@ class FeatureDrafter(Drafter):
         """KV view of a step writing ``entries`` rows: a bucket in static/graph mode, exact eagerly."""
         if self._steps is None:
             return None
-        return min(-(-(self._stable + entries) // LEN_STEP) * LEN_STEP, self.cache.capacity)
+        return min(round_up(self._stable + entries, LEN_STEP), self.cache.capacity)
 
-    def _step(self, kind: str, view: int | None, fn: Any, n: int | None = None) -> Any:
-        if self._steps is None:
-            return fn(view, n) if n is not None else fn(view)
-        args = (view, self._path_max()) if n is not None else (view,)
-        step = self._steps.get((kind, view), lambda: Step({}, partial(fn, *args)))
-        return self._steps.run(step)
+    def _graph_step(self, kind: str, view: int) -> Step:
+        """The static-shape ``propose`` or ``append`` (padded to the longest path) step for a KV view."""
+        if kind == "propose":
+            return self._steps.get((kind, view), lambda: Step({}, partial(self._propose_fn(), view)))
+        return self._steps.get(
+            (kind, view), lambda: Step({}, partial(self._append_rows, view, self._path_max()))
+        )
 
     def _sync_state(self, n: int = 0, ids: list[int] = (), rows: list[int] = ()) -> None:
         """One host->device copy of the bookkeeping the next steps read."""
@@ -247,11 +249,9 @@ class FeatureDrafter(Drafter):
         self._sync_state(1, [0], [0])  # scratch state: one accepted row (the append reads row n - 1)
         count = 0
         need = max(self._tree_entries(), self._path_max())
-        for view in range(-(-need // LEN_STEP) * LEN_STEP, self.cache.capacity + 1, LEN_STEP):
-            for kind, fn, n in (("propose", self._propose_fn(), None), ("append", self._append_rows, 1)):
-                args = (view, self._path_max()) if n is not None else (view,)
-                step = self._steps.get((kind, view), lambda fn=fn, args=args: Step({}, partial(fn, *args)))
-                self._steps.capture(step)
+        for view in range(round_up(need, LEN_STEP), self.cache.capacity + 1, LEN_STEP):
+            for kind in ("propose", "append"):
+                self._steps.capture(self._graph_step(kind, view))
                 count += 1
         return count
 
@@ -296,7 +296,10 @@ class FeatureDrafter(Drafter):
         p = self._path_max()
         rows = self._dev[3 + p : 3 + p + n]
         self._acc_feats[:n].copy_(self.features(result.verify.hidden, rows))
-        self._step("append", self._view(p), self._append_rows, n)
+        if self._steps is None:
+            self._append_rows(None, n)
+        else:
+            self._steps.run(self._graph_step("append", self._view(p)))
         self._stable += n
         self._next_pos += n
         self.cache.state.length = self._stable
@@ -315,13 +318,15 @@ class FeatureDrafter(Drafter):
 
     @torch.no_grad()
     def propose(self, ctx: DecodeContext) -> DraftTree:
-        view = self._view(self._tree_entries())
+        if self._steps is None:
+            out = self._propose_fn()(None)
+        else:
+            out = self._steps.run(self._graph_step("propose", self._view(self._tree_entries())))
         if self._static is not None:
-            tokens = self._step("propose", view, self._propose_static_rows).tolist()
+            tokens = out.tolist()
             tokens[0] = ctx.last_token
             return DraftTree(tokens, list(self._static.parent))
-        packed = self._step("propose", view, self._propose_dynamic_rows)
-        s, t, p = packed.cpu().tolist()
+        s, t, p = out.cpu().tolist()
         budget = int(self.args["total_token"]) - 1
         threshold = float(self.args.get("threshold", 0.0) or 0.0)
         if threshold > 0:  # EAGLE-2's confidence cut-off: keep candidates above it (at least top_k)

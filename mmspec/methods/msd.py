@@ -32,9 +32,5 @@ class MSD(FeatureDrafter):
         return DraftConfig.from_target(tc, model_type="llava")
 
     def prompt_inputs(self, ctx: DecodeContext, embeds: torch.Tensor, feats: torch.Tensor):
-        x = self.net.fuse(embeds, feats)
-        if ctx.prompt_embeds is not None:
-            rows = self.shifted_image_rows(ctx, self._prompt_ids)
-            rows[-1] = False
-            x[:-1][rows[:-1]] = ctx.prompt_embeds[1:].to(x.dtype)[rows[:-1]]
+        x = self.merged_image_embeds(ctx, self._prompt_ids, self.net.fuse(embeds, feats))  # bypass fc
         return x, torch.arange(feats.shape[0], device=feats.device)

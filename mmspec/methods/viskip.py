@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mmspec.adapters.base import ForwardOutput
-from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError, parse_spec_args
+from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
 from mmspec.methods.msd import MSD
 from mmspec.methods.sam import SuffixAutomaton
 from mmspec.methods.vispec import ViSpec
@@ -27,8 +27,7 @@ class VisualSkip(Drafter):
     inner_cls: ClassVar[type[Drafter]]
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        self.adapter = adapter
-        self.args = parse_spec_args(self.name, self.defaults, spec_args)
+        super().__init__(adapter, **spec_args)
         self.threshold = float(self.args["visual_attn_threshold"])
         if self.threshold < 0:
             raise SpecArgError(f"{self.name}: visual_attn_threshold must be >= 0")
