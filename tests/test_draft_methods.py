@@ -4,13 +4,13 @@ equals transformers' own eager attention."""
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 import pytest
 import torch
 from _drafts import QUESTIONS, distilled_drafter
 from _models import TINY_MODELS, model_args_for_tests, prompt, tiny_adapter
+from _published import write_published
 from safetensors.torch import save_file
 
 from mmspec.engine import Engine
@@ -21,40 +21,14 @@ from mmspec.methods.checkpoints import CheckpointError
 DRAFT_METHODS = ("eagle", "eagle2", "eagle3", "msd", "vispec", "medusa")
 
 
-def published_layout(drafter, folder, method: str) -> dict:
-    """Write ``drafter``'s network the way the published releases ship it; returns the saved tensors."""
-    net = drafter.inner.net if hasattr(drafter, "inner") else drafter.net
-    sd = {k: v.detach().cpu().float().contiguous() for k, v in net.state_dict().items()}
-    cfg = {k: v for k, v in vars(net.config).items() if k != "extra" and v is not None}
-    folder.mkdir(parents=True, exist_ok=True)
-    if method in ("eagle", "eagle2"):  # EAGLE: pytorch_model.bin, no embedding (copied from the target)
-        saved = {k: v for k, v in sd.items() if k != "embed_tokens.weight"}
-        torch.save({f"module.{k}": v for k, v in saved.items()}, folder / "pytorch_model.bin")
-    elif method == "eagle3":  # EAGLE-3: model.* keys, layers.0 naming, safetensors
-        saved = sd
-        save_file({"model." + k.replace("midlayer.", "layers.0."): v for k, v in sd.items()},
-                  str(folder / "model.safetensors"))  # fmt: skip
-    elif method == "medusa":  # Medusa: accelerate save_state folder
-        saved = sd
-        (folder / "state_19").mkdir()
-        save_file(sd, str(folder / "state_19" / "model.safetensors"))
-        folder = folder / "state_19"
-    else:  # ViSpec / MSD: accelerate shards model.safetensors + model_1.safetensors
-        saved = sd
-        keys = sorted(sd)
-        save_file({k: sd[k] for k in keys[::2]}, str(folder / "model.safetensors"))
-        save_file({k: sd[k] for k in keys[1::2]}, str(folder / "model_1.safetensors"))
-    (folder / "config.json").write_text(json.dumps(cfg))
-    return saved
-
-
 @pytest.mark.parametrize("method", DRAFT_METHODS)
 def test_published_checkpoint_loads_and_bad_keys_are_named(tmp_path, method):
     adapter = tiny_adapter("tiny-qwen25vl")
     cls = get_spec(method)
     rand = cls(adapter, checkpoint="random", seed=3)
-    saved = published_layout(rand, tmp_path / "ok", method)
-    loaded = cls(adapter, checkpoint=str(tmp_path / "ok"))
+    saved = write_published(rand, tmp_path / "ok", method)
+    layers = {"layers": "0:1:2"} if method == "eagle3" else {}  # a local draft says nothing of its layers
+    loaded = cls(adapter, checkpoint=str(tmp_path / "ok"), **layers)
     assert loaded.describe()["trained"] is True
     got = loaded.net.state_dict()
     for key, value in saved.items():
@@ -65,7 +39,7 @@ def test_published_checkpoint_loads_and_bad_keys_are_named(tmp_path, method):
 
     # corrupt one key: a different shape must fail loudly, naming the key
     bad = tmp_path / "bad"
-    published_layout(rand, bad, method)
+    write_published(rand, bad, method)
     target = next(k for k in saved if k.endswith("mlp.down_proj.weight") or k.endswith("linear.weight"))
     files = sorted(bad.rglob("*.safetensors")) or sorted(bad.rglob("*.bin"))
     from safetensors.torch import load_file
@@ -77,7 +51,7 @@ def test_published_checkpoint_loads_and_bad_keys_are_named(tmp_path, method):
                 data[k] = torch.zeros(3, 3)
         save_file(data, str(f)) if f.suffix == ".safetensors" else torch.save(data, f)
     with pytest.raises(CheckpointError, match=target.split(".")[-2]):
-        cls(adapter, checkpoint=str(bad))
+        cls(adapter, checkpoint=str(bad), **layers)
 
 
 def test_missing_checkpoint_is_a_clear_error():

@@ -76,13 +76,21 @@ class Drafter:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: named bundles of settings (``--spec_args preset=NAME``), e.g. ``mmspec``: how MMSpec ran it
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
     #: hidden states / extras the target must return at prefill and at each verification
     capture_prefill: Capture = Capture()
     capture_verify: Capture = Capture()
 
     def __init__(self, adapter: VLMAdapter, **spec_args: Any) -> None:
         self.adapter = adapter
+        self.preset, spec_args = apply_preset(self.name, self.preset_table(adapter), spec_args)
         self.args = parse_spec_args(self.name, self.defaults, spec_args)
+
+    @classmethod
+    def preset_table(cls, adapter: VLMAdapter) -> dict[str, dict[str, Any]]:
+        """``presets``; a method whose preset depends on the target (e.g. its family) overrides this."""
+        return cls.presets
 
     # --------------------------------------------------------------- lifecycle
     def attach(self, run: RunInfo) -> None:
@@ -121,7 +129,7 @@ class Drafter:
 
     def describe(self) -> dict[str, Any]:
         """Resolved parameters, recorded in results.json."""
-        return dict(self.args)
+        return {**self.args, **({"preset": self.preset} if self.preset else {})}
 
 
 def coerce(name: str, key: str, value: Any, default: Any) -> Any:
@@ -147,6 +155,20 @@ def coerce(name: str, key: str, value: Any, default: Any) -> Any:
             f"--spec_args {key}={value!r} for {name!r}: expected a {type(default).__name__} like {default!r}"
         ) from None
     return value
+
+
+def apply_preset(
+    name: str, presets: dict[str, dict[str, Any]], given: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """Settings of ``preset=NAME`` (if given) under the user's own: explicit arguments win."""
+    given = dict(given)
+    preset = given.pop("preset", None)
+    if preset in (None, ""):
+        return None, given
+    if preset not in presets:
+        known = ", ".join(sorted(presets)) or "none"
+        raise SpecArgError(f"--spec_args preset={preset!r}: {name!r} has no such preset (known: {known})")
+    return str(preset), {**presets[preset], **given}
 
 
 def parse_spec_args(name: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

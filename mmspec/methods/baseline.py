@@ -11,3 +11,4 @@ class Baseline(Drafter):
     name = "baseline"
     paper = "autoregressive decoding (reference for speedups and the lossless check)"
     defaults = {}
+    presets = {"mmspec": {}}  # plain greedy decoding; MMSpec's repetition penalty is never applied

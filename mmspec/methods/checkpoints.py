@@ -49,6 +49,13 @@ ALTERNATIVE_CHECKPOINTS: dict[tuple[str, str], str] = {
     ("Qwen/Qwen2.5-VL-7B-Instruct", "vispec"): "JLKang/ViSpec-Qwen2.5-VL-7B-Instruct",
 }
 
+#: Target layers whose hidden states published EAGLE-3 drafts were trained on (transformers'
+#: ``hidden_states`` numbering: 0 = embeddings). MMSpec's trainer used the first three states.
+PUBLISHED_FEATURE_LAYERS: dict[str, tuple[int, ...]] = {
+    "Cloudriver/EAGLE3-Qwen2.5-VL-7B-Instruct": (0, 1, 2),
+    "Cloudriver/EAGLE3-LLaVA1.5-7B": (0, 1, 2),
+}
+
 _METHOD_ALIASES = {"eagle2": "eagle"}
 _FSDP_ONLY = ("pytorch_model_fsdp.bin", "model_fsdp.safetensors", "fsdp_model.bin")
 
@@ -65,6 +72,30 @@ def default_checkpoint(pretrained: str | os.PathLike | None, method: str) -> str
         t = target.lower()
         if name == t or name.endswith("/" + t.split("/")[-1]) or name == t.split("/")[-1]:
             return draft
+    return None
+
+
+def published_id(source: str | os.PathLike, folder: str | os.PathLike | None = None) -> str | None:
+    """Which published draft (``owner/name`` of the default tables) a checkpoint is.
+
+    Decided from where the files are, never from how the path was typed: the hub id itself, a
+    folder named like the repository (``/models/EAGLE3-LLaVA1.5-7B``), or the Hugging Face cache
+    layout (``.../models--Cloudriver--EAGLE3-LLaVA1.5-7B/snapshots/<rev>``).
+    """
+    known = {*DEFAULT_CHECKPOINTS.values(), *ALTERNATIVE_CHECKPOINTS.values(), *PUBLISHED_FEATURE_LAYERS}
+    by_cache = {"models--" + k.replace("/", "--"): k for k in known}
+    by_name = {k.split("/")[-1]: k for k in known}
+    if str(source) in known:
+        return str(source)
+    for candidate in (source, folder):
+        if not candidate:
+            continue
+        parts = Path(os.path.expanduser(str(candidate))).parts
+        for part in reversed(parts):
+            if part in by_cache:
+                return by_cache[part]
+        if parts and parts[-1] in by_name:
+            return by_name[parts[-1]]
     return None
 
 

@@ -194,6 +194,7 @@ class Eagle3Draft(nn.Module):
         h = cfg.hidden_size
         target_h = cfg.target_hidden_size or h
         draft_v = cfg.draft_vocab_size or cfg.vocab_size
+        self.shared_vocab = draft_v == cfg.vocab_size
         self.embed_tokens = nn.Embedding(cfg.vocab_size, h, padding_idx=cfg.pad_token_id)
         self.fc = nn.Linear(3 * target_h, h, bias=False)
         self.midlayer = Eagle3Layer(cfg)
@@ -219,6 +220,10 @@ class Eagle3Draft(nn.Module):
         return self.lm_head(self.norm(hidden))
 
     def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
+        """Draft-vocabulary ids -> target ids. A draft over the whole target vocabulary uses its ids
+        as they are (the reference ignores ``d2t`` then, whatever the buffer holds)."""
+        if self.shared_vocab:
+            return draft_ids
         return draft_ids + self.d2t[draft_ids]
 
 

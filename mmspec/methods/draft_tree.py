@@ -9,6 +9,7 @@ naturally keeps every chosen node's parent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from mmspec.tree import DraftTree
@@ -41,6 +42,31 @@ def select_tree(
         [root, *(int(tokens[c]) for c in picked)],
         [-1, *(0 if parents[c] == -1 else node[parents[c]] for c in picked)],
     )
+
+
+def eagle2_threshold_cut(
+    scores: Sequence[float], top_k: int, threshold: float, budget: int
+) -> tuple[int, int]:
+    """EAGLE-2's confidence rule (as its reference code applies it): how many candidates survive
+    and how many nodes the tree may take.
+
+    Candidates come level by level (``top_k`` at the first level, ``top_k ** 2`` at each later one).
+    Expansion stops after the first later level whose best cumulative probability is below
+    ``threshold``, so deeper levels never exist; the tree then keeps the candidates strictly above
+    the threshold, but at least ``top_k`` and at most ``budget``. ``threshold <= 0`` disables it.
+    """
+    n = len(scores)
+    if threshold <= 0:
+        return n, min(budget, n)
+    log_t = math.log(threshold)
+    end = min(top_k, n)
+    while end < n:
+        level = scores[end : end + top_k * top_k]
+        end += len(level)
+        if max(level) < log_t:
+            break
+    above = sum(x > log_t for x in scores[:end])
+    return end, min(budget, max(above, top_k), end)
 
 
 class StaticTree:

@@ -26,7 +26,6 @@ through the hooks ``prompt_inputs``, ``tree_inputs``, ``features`` and ``topk``.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any, ClassVar
 
@@ -35,10 +34,12 @@ import torch
 from mmspec.adapters.base import LEN_STEP, Capture, ForwardOutput
 from mmspec.graphs import Step, StepCache, round_up
 from mmspec.kv_cache import EngineCache
+from mmspec.methods.autotune import autotune_total_tokens
 from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
 from mmspec.methods.checkpoints import default_checkpoint, load_into, read_checkpoint
+from mmspec.methods.draft_configs import published_config
 from mmspec.methods.draft_nets import DraftConfig
-from mmspec.methods.draft_tree import StaticTree, select_tree
+from mmspec.methods.draft_tree import StaticTree, eagle2_threshold_cut, select_tree
 from mmspec.tree import DraftTree
 
 
@@ -51,6 +52,15 @@ def seeded_build(device: torch.device, seed: int, build: Any, *args: Any) -> tor
         return build(*args)
 
 
+def image_mask(ids: torch.Tensor, image_token_ids: frozenset[int]) -> torch.Tensor:
+    """Which of ``ids`` are image placeholders. Prompt pair row ``t`` holds token ``t + 1`` in
+    ``_prompt_ids`` (``ids = tokens[1:]``) and token ``t`` in ``tokens[:-1]``: pass the one meant."""
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for tok in image_token_ids:
+        mask |= ids == tok
+    return mask
+
+
 class FeatureDrafter(Drafter):
     """Base class; subclasses set ``checkpoint_method`` and build their network."""
 
@@ -60,9 +70,14 @@ class FeatureDrafter(Drafter):
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         super().__init__(adapter, **spec_args)
+        self.total_token_auto = self.args.get("total_token") == -1
+        if self.total_token_auto:
+            self.args["total_token"] = autotune_total_tokens(adapter)
         for key in ("depth", "top_k", "total_token"):
             if key in self.args and self.args[key] < 1:
-                raise SpecArgError(f"{self.name}: {key} must be >= 1 (got {self.args[key]})")
+                raise SpecArgError(
+                    f"{self.name}: {key} must be >= 1 (got {self.args[key]}; total_token=-1 picks it by timing)"
+                )
         self.net, self.checkpoint_info = self._load()
         self.net.to(device=adapter.device, dtype=adapter.dtype).eval().requires_grad_(False)
         self.feature_layers = self.choose_feature_layers()
@@ -97,8 +112,15 @@ class FeatureDrafter(Drafter):
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         raise NotImplementedError
 
+    def draft_config(self, raw: dict[str, Any]) -> DraftConfig:
+        """The network's settings from a draft ``config.json`` (methods add their loaders' rules)."""
+        return DraftConfig.from_json(raw)
+
     def random_config(self) -> DraftConfig:
-        return DraftConfig.from_target(self.adapter.text_config)
+        """What a published draft of this target would carry (``checkpoint=random``, a missing config)."""
+        a = self.adapter
+        pad = getattr(a.tokenizer, "pad_token_id", None)
+        return self.draft_config(published_config(self.checkpoint_method, a.family, a.text_config, pad))
 
     def _load(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         source = self.args.get("checkpoint") or default_checkpoint(
@@ -117,11 +139,13 @@ class FeatureDrafter(Drafter):
                 net.embed_tokens.weight.copy_(self.adapter.embed_tokens.weight)
             return net, {"checkpoint": "random", "trained": False}
         ckpt = read_checkpoint(source, method=self.checkpoint_method, require_config=self.require_config)
-        cfg = DraftConfig.from_json(ckpt.config) if ckpt.config else self.random_config()
+        cfg = self.draft_config(ckpt.config) if ckpt.config else self.random_config()
         self.check_config(cfg, source)
         net = self.build(cfg)
         filled = load_into(net, ckpt.state_dict, source=str(source), fill=self.fill_tensors())
-        return net, {"checkpoint": str(source), "trained": True, "files": ckpt.files, "filled": filled}
+        info = {"checkpoint": str(source), "trained": True, "files": ckpt.files, "filled": filled,
+                "folder": str(ckpt.folder), "config": ckpt.config or {}}  # fmt: skip
+        return net, info
 
     def fill_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors some published formats omit: the draft's embedding is the target's."""
@@ -135,7 +159,9 @@ class FeatureDrafter(Drafter):
             )
 
     def describe(self) -> dict[str, Any]:
-        return {**self.args, **self.checkpoint_info, "feature_layers": list(self.feature_layers)}
+        info = {k: v for k, v in self.checkpoint_info.items() if k != "config"}
+        auto = {"total_token_auto": True} if self.total_token_auto else {}
+        return {**super().describe(), **info, **auto, "feature_layers": list(self.feature_layers)}
 
     def feature_width(self) -> int:
         """Width of one position's target features (EAGLE-3 concatenates three layers)."""
@@ -168,14 +194,6 @@ class FeatureDrafter(Drafter):
     def token_embeds(self, ids: torch.Tensor) -> torch.Tensor:
         return self.net.embed_tokens(ids)
 
-    @staticmethod
-    def shifted_image_rows(ctx: DecodeContext, ids: torch.Tensor) -> torch.Tensor:
-        """Prompt pair rows whose token (t + 1) is an image placeholder."""
-        mask = torch.zeros_like(ids, dtype=torch.bool)
-        for tok in ctx.image_token_ids:
-            mask |= ids == tok
-        return mask
-
     def merged_image_embeds(
         self, ctx: DecodeContext, ids: torch.Tensor, embeds: torch.Tensor
     ) -> torch.Tensor:
@@ -183,7 +201,7 @@ class FeatureDrafter(Drafter):
         (projected vision features) at image rows."""
         if ctx.prompt_embeds is None:
             return embeds
-        rows = self.shifted_image_rows(ctx, ids)
+        rows = image_mask(ids, ctx.image_token_ids)
         rows[-1] = False  # the last pair's token is the first generated one (text)
         merged = ctx.prompt_embeds[1:].to(embeds.dtype)
         out = embeds.clone()
@@ -192,8 +210,11 @@ class FeatureDrafter(Drafter):
 
     # ------------------------------------------------------------- draft runs
     def _path_max(self) -> int:
-        """Most pairs one round can append (accepted nodes + bonus)."""
-        return (self._static.depth if self._static is not None else int(self.args["depth"])) + 1
+        """Most pairs one round can append: the root, every draft level accepted, and the bonus
+        token's pair is the next root's (so root + levels). A dynamic tree has ``depth + 1`` levels
+        (the first expansion plus ``depth`` more), a static tree as many as its longest path."""
+        levels = self._static.depth if self._static is not None else int(self.args["depth"]) + 1
+        return levels + 1
 
     def _tree_entries(self) -> int:
         """Draft-cache rows one proposal writes beyond the stable prefix."""
@@ -327,12 +348,11 @@ class FeatureDrafter(Drafter):
             tokens[0] = ctx.last_token
             return DraftTree(tokens, list(self._static.parent))
         s, t, p = out.cpu().tolist()
-        budget = int(self.args["total_token"]) - 1
         threshold = float(self.args.get("threshold", 0.0) or 0.0)
-        if threshold > 0:  # EAGLE-2's confidence cut-off: keep candidates above it (at least top_k)
-            confident = sum(x >= math.log(threshold) for x in s)
-            budget = min(budget, max(confident, int(self.args["top_k"])))
-        return select_tree(ctx.last_token, [int(x) for x in t], [int(x) for x in p], s, budget)
+        n, budget = eagle2_threshold_cut(
+            s, int(self.args["top_k"]), threshold, int(self.args["total_token"]) - 1
+        )
+        return select_tree(ctx.last_token, [int(x) for x in t[:n]], [int(x) for x in p[:n]], s[:n], budget)
 
     def max_tree_size(self) -> int:
         if self._static is not None:

@@ -262,6 +262,8 @@ class Lookahead(Drafter):
         "shared_trie": False,  # one trie for the whole run (leaks across samples; order-dependent)
         "max_nodes": 1_000_000,  # trie size that triggers pruning
     }
+    #: MMSpec kept one trie for the whole run (never reset between samples)
+    presets = {"mmspec": {"decoding_length": 64, "branch_length": 12, "shared_trie": True}}
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         super().__init__(adapter, **spec_args)

@@ -24,13 +24,26 @@ class Medusa(Drafter):
 
     name = "medusa"
     paper = "Medusa (Cai et al., ICML 2024, arXiv 2401.10774)"
-    defaults = {"checkpoint": "", "num_heads": 3, "top_k": 8, "total_token": 30, "seed": 0}
+    #: expand: which nodes of a level get children. ``budget`` (default): every node that can still
+    #: make the final tree (the level's best ``total_token - 1``); ``top_k``: only the level's
+    #: ``top_k`` best, as MMSpec's Medusa did (a beam; smaller candidate pool, other trees).
+    defaults = {
+        "checkpoint": "",
+        "num_heads": 3,
+        "top_k": 8,
+        "total_token": 30,
+        "expand": "budget",
+        "seed": 0,
+    }
+    presets = {"mmspec": {"num_heads": 3, "top_k": 8, "total_token": 30, "expand": "top_k"}}
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         super().__init__(adapter, **spec_args)
         for key in ("num_heads", "top_k", "total_token"):
             if self.args[key] < 1:
                 raise SpecArgError(f"medusa: {key} must be >= 1")
+        if self.args["expand"] not in ("budget", "top_k"):
+            raise SpecArgError(f"medusa: expand must be budget or top_k, got {self.args['expand']!r}")
         self.net, self.checkpoint_info = self._load()
         self.net.to(device=adapter.device, dtype=adapter.dtype).eval().requires_grad_(False)
         final = (adapter.num_layers,)
@@ -112,5 +125,6 @@ class Medusa(Drafter):
                     parents.append(parent)
                     nxt.append((len(tokens) - 1, scores[-1]))
             # a node outside its level's best `budget` can neither be chosen nor have chosen children
-            frontier = sorted(nxt, key=lambda c: -c[1])[: int(self.args["total_token"]) - 1]
+            width = k if self.args["expand"] == "top_k" else int(self.args["total_token"]) - 1
+            frontier = sorted(nxt, key=lambda c: -c[1])[:width]
         return select_tree(ctx.last_token, tokens, parents, scores, int(self.args["total_token"]) - 1)

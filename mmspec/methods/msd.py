@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mmspec.methods.base import DecodeContext
@@ -21,15 +23,22 @@ class MSD(FeatureDrafter):
     require_config = True
     defaults = {"checkpoint": "", "depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0, "seed": 0}
 
+    @classmethod
+    def preset_table(cls, adapter: Any) -> dict[str, dict[str, Any]]:
+        """MMSpec: depth 5, top-k 10; 59 nodes on Qwen2.5-VL, chosen by timing (``-1``) on LLaVA."""
+        total = 59 if adapter.family == "qwen25vl" else -1
+        return {"mmspec": {"depth": 5, "top_k": 10, "total_token": total, "threshold": 0.0}}
+
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         return EagleDraft(cfg, input_norm=cfg.model_type == "qwen2_vl")
 
-    def random_config(self) -> DraftConfig:
-        tc = self.adapter.text_config
-        if self.adapter.family == "qwen25vl":
-            return DraftConfig.from_target(tc, qkv_bias=True, model_type="qwen2_vl",
-                                           rope_theta=float(getattr(tc, "rope_theta", 1e6) or 1e6))  # fmt: skip
-        return DraftConfig.from_target(tc, model_type="llava")
+    def draft_config(self, raw: dict[str, Any]) -> DraftConfig:
+        """MSD's Qwen2-VL draft layer always has q/k/v biases; its config (a Qwen2-VL text config
+        copied by the trainer) has no ``qkv_bias`` key to say so."""
+        cfg = DraftConfig.from_json(raw)
+        if cfg.model_type == "qwen2_vl" and "qkv_bias" not in raw:
+            cfg.qkv_bias = True
+        return cfg
 
     def prompt_inputs(self, ctx: DecodeContext, embeds: torch.Tensor, feats: torch.Tensor):
         x = self.merged_image_embeds(ctx, self._prompt_ids, self.net.fuse(embeds, feats))  # bypass fc

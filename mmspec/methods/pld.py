@@ -94,6 +94,8 @@ class PromptLookup(Drafter):
     name = "pld"
     paper = 'Saxena 2023, "Prompt Lookup Decoding" (github.com/apoorvumang/prompt-lookup-decoding)'
     defaults = {"max_ngram": 4, "min_ngram": 1, "num_draft": 10}
+    #: MMSpec matched only the last 4 tokens (no shorter n-grams) and drafted up to 10
+    presets = {"mmspec": {"max_ngram": 4, "min_ngram": 4, "num_draft": 10}}
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         super().__init__(adapter, **spec_args)

@@ -144,6 +144,8 @@ class TokenRecycling(Drafter):
         "tree": "paper",  # template name, or a breadth list per depth like 4:2:2:1:1:1
         "persist": False,  # keep M across samples (leaks across samples; order-dependent)
     }
+    #: MMSpec drafted a chain: the top-1 successor, 10 times (its matrix lived for one turn)
+    presets = {"mmspec": {"k": 8, "tree": ":".join(["1"] * 10)}}
     capture_prefill = Capture(all_logits=True)
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:

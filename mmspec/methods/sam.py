@@ -16,14 +16,16 @@ Differences from MMSpec's version (protocol notes §3.12, §8 item 10), all on p
   itself. Our match therefore always has an earlier occurrence to copy from.
 * No repetition early-stop: the output is exactly the target's; the engine alone decides when to
   stop (stop token or ``max_new_tokens``).
-* No ``alpha`` length rule: the draft is as long as the known continuation, capped by
-  ``n_predicts``; ``min_match`` gates drafting on very short matches instead.
+* ``alpha`` (MMSpec's length rule: a match of L tokens drafts at most ``floor(alpha * L)``) is
+  off by default (0): the draft is as long as the known continuation, capped by ``n_predicts``;
+  ``min_match`` gates drafting on very short matches instead. ``preset=mmspec`` turns it on.
 
 The paper also retrieves from a static corpus automaton; there is none here (MMSpec's was a stub).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
@@ -118,7 +120,11 @@ class SuffixAutomaton(Drafter):
     #: n_predicts: most draft tokens per round (the chain's length).
     #: min_match: shortest suffix match (in tokens) worth drafting from; shorter matches give a
     #: root-only round. 1 drafts on any match; raise it to save verification work on noisy matches.
-    defaults = {"n_predicts": 40, "min_match": 1}
+    #: alpha: when > 0, a match of L tokens drafts at most floor(alpha * L) tokens (MMSpec's rule:
+    #: short matches are weak evidence); 0 drafts n_predicts whatever the match length.
+    defaults = {"n_predicts": 40, "min_match": 1, "alpha": 0.0}
+    #: MMSpec: min(40, 1 + floor(4 L)) - 1 drafts per round
+    presets = {"mmspec": {"n_predicts": 39, "min_match": 1, "alpha": 4.0}}
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         super().__init__(adapter, **spec_args)
@@ -129,6 +135,8 @@ class SuffixAutomaton(Drafter):
             raise SpecArgError(f"sam: n_predicts must be >= 1, got {k}")
         if lo < 1:
             raise SpecArgError(f"sam: min_match must be >= 1, got {lo}")
+        if not float(self.args["alpha"]) >= 0:
+            raise SpecArgError(f"sam: alpha must be >= 0, got {self.args['alpha']}")
         self._sam: SuffixAutomatonIndex | None = None
 
     def reset(self) -> None:
@@ -153,6 +161,8 @@ class SuffixAutomaton(Drafter):
         length, end = sam.match()
         # Drafts past the length budget can never be kept: the bonus token fills the last slot.
         limit = min(self.args["n_predicts"], ctx.remaining - 1)
+        if self.args["alpha"] > 0:
+            limit = min(limit, math.floor(self.args["alpha"] * length))
         if length < self.args["min_match"] or limit <= 0:
             return DraftTree.root_only(ctx.last_token)
         draft = continuation(ctx.tokens, end, limit, ctx.image_token_ids, ctx.stop_token_ids)

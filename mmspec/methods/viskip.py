@@ -31,7 +31,7 @@ class VisualSkip(Drafter):
         self.threshold = float(self.args["visual_attn_threshold"])
         if self.threshold < 0:
             raise SpecArgError(f"{self.name}: visual_attn_threshold must be >= 0")
-        inner_args = {k: v for k, v in spec_args.items() if k != "visual_attn_threshold"}
+        inner_args = {k: v for k, v in self.args.items() if k != "visual_attn_threshold"}
         self.inner = self.inner_cls(adapter, **inner_args)
         self.capture_prefill = self.inner.capture_prefill
         self.capture_verify = self.inner.capture_verify
@@ -42,6 +42,20 @@ class VisualSkip(Drafter):
     def _gate(self, ctx: DecodeContext, node: int) -> None:
         self.last_mass = self.adapter.visual_attention_mass(node, ctx.image_spans)
         self._skip = self.last_mass >= self.threshold
+
+    @classmethod
+    def preset_table(cls, adapter: Any) -> dict[str, dict[str, Any]]:
+        """The inner method's presets plus the gate's; MMSpec's MSD-vskip scripts used 30 nodes."""
+        table = {name: dict(values) for name, values in cls.inner_cls.preset_table(adapter).items()}
+        mmspec = table.setdefault("mmspec", {})
+        mmspec["visual_attn_threshold"] = 0.35
+        if cls.inner_cls is MSD:
+            mmspec["total_token"] = 30
+        return table
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "visual_attn_threshold": self.threshold,
+                **({"preset": self.preset} if self.preset else {})}  # fmt: skip
 
     def attach(self, run: Any) -> None:
         self.inner.attach(run)
@@ -72,9 +86,6 @@ class VisualSkip(Drafter):
     @property
     def capture_time_s(self) -> float:
         return self.inner.capture_time_s
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "visual_attn_threshold": self.threshold}
 
 
 def _variant(inner: type[Drafter], name: str) -> type[VisualSkip]:

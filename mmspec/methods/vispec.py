@@ -8,7 +8,7 @@ import torch
 
 from mmspec.methods.base import DecodeContext, SpecArgError
 from mmspec.methods.draft_nets import DraftConfig, ViSpecDraft
-from mmspec.methods.feature_drafter import FeatureDrafter
+from mmspec.methods.feature_drafter import FeatureDrafter, image_mask
 
 
 class ViSpec(FeatureDrafter):
@@ -25,6 +25,7 @@ class ViSpec(FeatureDrafter):
     require_config = True
     defaults = {"checkpoint": "", "depth": 3, "top_k": 8, "total_token": 30, "threshold": 0.0,
                 "num_q": 2, "seed": 0}  # fmt: skip
+    presets = {"mmspec": {"depth": 3, "top_k": 8, "total_token": 30, "threshold": 0.0, "num_q": 2}}
 
     def __init__(self, adapter: Any, **spec_args: Any) -> None:
         if int(spec_args.get("num_q", 2)) < 2:
@@ -36,19 +37,12 @@ class ViSpec(FeatureDrafter):
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         return ViSpecDraft(cfg, num_q=int(self.args["num_q"]))
 
-    def random_config(self) -> DraftConfig:
-        tc = self.adapter.text_config
-        # ViSpec's released drafts are plain multi-head attention (kv heads = heads)
-        return DraftConfig.from_target(tc, num_key_value_heads=int(tc.num_attention_heads),
-                                       qkv_bias=self.adapter.family == "qwen25vl",
-                                       rope_theta=float(getattr(tc, "rope_theta", 10000.0) or 10000.0))  # fmt: skip
-
     def _global(self, like: torch.Tensor) -> torch.Tensor:
         return self._g
 
     def prompt_inputs(self, ctx: DecodeContext, embeds: torch.Tensor, feats: torch.Tensor):
         ids, dev = self._prompt_ids, feats.device
-        image = self.shifted_image_rows(ctx, ids)
+        image = image_mask(ids, ctx.image_token_ids)
         image[-1] = False
         num_q = int(self.args["num_q"])
         g = torch.zeros_like(feats[:1])
