@@ -302,3 +302,30 @@ def test_a_round_accepting_every_level_of_a_dynamic_tree_appends_all_pairs(execu
     drafter.observe(ctx, RoundResult(tree=tree, path=path, bonus=5, verify=out))
     assert drafter._stable == p.length + len(path)
     assert isinstance(drafter.propose(ctx), DraftTree)
+
+
+def test_msd_mmspec_llava_compat_moves_only_the_tree_levels_one_position_later():
+    """MMSpec's LLaVA MSD appends the root's embedding twice: its tree rows sit one position later;
+    the prompt pass and the accepted-pair appends keep their positions."""
+    adapter = tiny_adapter("tiny-llava15", "float32")
+    seen: dict[str, list[list[int]]] = {}
+    for compat in ("none", "mmspec_llava"):
+        drafter = get_spec("msd")(adapter, checkpoint="random", compat=compat, total_token=20)
+        net = draft_net(drafter)
+        calls: list[list[int]] = []
+        run = net.run
+        net.run = lambda x, pos, mask, cache, run=run, calls=calls: (
+            calls.append(pos[0].tolist()) or run(x, pos, mask, cache)
+        )
+        Engine(adapter, drafter).generate(prompt(adapter), 6)
+        seen[compat] = calls
+    none, compat = seen["none"], seen["mmspec_llava"]
+    assert len(none) == len(compat)
+    assert none[0] == compat[0]  # the prompt pass
+    shifted = [(a, b) for a, b in zip(none[1:], compat[1:]) if a != b]
+    assert shifted and all([x + 1 for x in a] == b for a, b in shifted)  # tree levels: +1
+    assert any(a == b for a, b in zip(none[1:], compat[1:]))  # appends: unchanged
+    assert (
+        get_spec("msd")(adapter, checkpoint="random", preset="mmspec", total_token=30).args["compat"]
+        == "mmspec_llava"
+    )

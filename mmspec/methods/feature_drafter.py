@@ -65,6 +65,8 @@ class FeatureDrafter(Drafter):
     """Base class; subclasses set ``checkpoint_method`` and build their network."""
 
     checkpoint_method: ClassVar[str] = "eagle"
+    #: added to the draft positions of dynamic-tree levels (MSD's MMSpec-LLaVA compatibility)
+    tree_position_offset: int = 0
     static_choices: ClassVar[tuple | None] = None  # EAGLE-1's fixed tree; None = EAGLE-2 dynamic tree
     require_config: ClassVar[bool] = False
 
@@ -379,7 +381,7 @@ class FeatureDrafter(Drafter):
             v = view if view is not None else self._stable + d * k
             out = self._run(
                 self.tree_inputs(self.token_embeds(beam_t), beam_h),
-                (pos + d - 1).expand(k),
+                (pos + d - 1 + self.tree_position_offset).expand(k),
                 self._visible(anc, v),
                 stable + (d - 1) * k + offs,
                 v,

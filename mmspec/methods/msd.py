@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from mmspec.methods.base import DecodeContext
+from mmspec.methods.base import DecodeContext, SpecArgError
 from mmspec.methods.draft_nets import DraftConfig, EagleDraft
 from mmspec.methods.feature_drafter import FeatureDrafter
 
@@ -21,13 +21,25 @@ class MSD(FeatureDrafter):
     paper = "MSD (Lin et al., 2025, arXiv 2505.14260)"
     checkpoint_method = "msd"
     require_config = True
-    defaults = {"checkpoint": "", "depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0, "seed": 0}
+    #: compat=mmspec_llava: draft tree levels one position later, as MMSpec's LLaVA MSD inference
+    #: placed them (it appends the root's embedding twice); prompt and accepted rows are unchanged.
+    defaults = {"checkpoint": "", "depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0,
+                "compat": "none", "seed": 0}  # fmt: skip
+
+    def __init__(self, adapter: Any, **spec_args: Any) -> None:
+        super().__init__(adapter, **spec_args)
+        if self.args["compat"] not in ("none", "mmspec_llava"):
+            raise SpecArgError(f"msd: compat must be none or mmspec_llava, got {self.args['compat']!r}")
+        self.tree_position_offset = 1 if self.args["compat"] == "mmspec_llava" else 0
 
     @classmethod
     def preset_table(cls, adapter: Any) -> dict[str, dict[str, Any]]:
         """MMSpec: depth 5, top-k 10; 59 nodes on Qwen2.5-VL, chosen by timing (``-1``) on LLaVA."""
-        total = 59 if adapter.family == "qwen25vl" else -1
-        return {"mmspec": {"depth": 5, "top_k": 10, "total_token": total, "threshold": 0.0}}
+        if adapter.family == "qwen25vl":
+            return {"mmspec": {"depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0}}
+        return {
+            "mmspec": {"depth": 5, "top_k": 10, "total_token": -1, "threshold": 0.0, "compat": "mmspec_llava"}
+        }
 
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         return EagleDraft(cfg, input_norm=cfg.model_type == "qwen2_vl")
