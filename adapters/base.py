@@ -11,76 +11,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from mmspec import attention
-from mmspec.graphs import EXECUTION_MODES, Step, StepCache, bucket, round_up
+from mmspec.adapters.loading import (
+    AdapterError,
+    default_device,
+    load_pretrained,
+    resolve_dtype,
+    stop_token_ids,
+)
+from mmspec.adapters.verify_steps import VerifySteps
+from mmspec.contract import Capture, ForwardOutput, PromptInputs
+from mmspec.graphs import (
+    LEN_STEP,
+    TREE_BUCKETS,
+    additive_mask,
+    resolve_execution,
+    round_up,
+    visible_keys,
+)
 from mmspec.kv_cache import EngineCache
 from mmspec.tree import DraftTree
 
 log = logging.getLogger(__name__)
-
-#: static tree sizes (graph/static execution pads a tree to the next one)
-TREE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
-#: static KV-view lengths are multiples of this
-LEN_STEP = 256
-
-
-class AdapterError(RuntimeError):
-    """A model could not be loaded or used; the message names the checkpoint and the problem."""
-
-
-@dataclass(frozen=True)
-class Capture:
-    """What a forward must hand back besides logits.
-
-    ``hidden``: decoder-layer indices whose *input* hidden states are wanted (transformers'
-    ``hidden_states`` numbering: 0 = embeddings, ``num_layers`` = final normed output).
-    ``all_logits``: prefill only; logits for every prompt position instead of only the last.
-    ``embeds``: prefill only; the merged input embeddings (text + projected image features).
-    """
-
-    hidden: tuple[int, ...] = ()
-    all_logits: bool = False
-    embeds: bool = False
-
-    def merge(self, other: Capture) -> Capture:
-        return Capture(
-            tuple(sorted(set(self.hidden) | set(other.hidden))),
-            self.all_logits or other.all_logits,
-            self.embeds or other.embeds,
-        )
-
-
-@dataclass
-class PromptInputs:
-    """A rendered, tokenised prompt with its processor tensors (on the CPU until prefill)."""
-
-    input_ids: torch.Tensor  # [1, L]
-    model_inputs: dict[str, Any]
-    text: str
-
-    @property
-    def length(self) -> int:
-        return int(self.input_ids.shape[1])
-
-    @property
-    def ids(self) -> list[int]:
-        return self.input_ids[0].tolist()
-
-
-@dataclass
-class ForwardOutput:
-    """Logits ``[n, V]`` of the positions asked for, plus captured extras."""
-
-    logits: torch.Tensor
-    hidden: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [n, H]
-    inputs_embeds: torch.Tensor | None = None  # prefill: [L, H]
-    argmax: torch.Tensor | None = None  # [n] when the step computed it on the device already
 
 
 def image_spans(ids: Sequence[int], image_token_ids: frozenset[int]) -> list[tuple[int, int]]:
@@ -98,28 +55,6 @@ def image_spans(ids: Sequence[int], image_token_ids: frozenset[int]) -> list[tup
     return spans
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | str:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        # Checkpoint dtype on an accelerator (bf16/fp16 as published); float32 on the CPU.
-        return "auto" if device.type != "cpu" else torch.float32
-    table = {
-        "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-        "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
-        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-        "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    }  # fmt: skip
-    try:
-        return table[str(dtype).lower()]
-    except KeyError:
-        raise AdapterError(f"unknown dtype {dtype!r}; choose one of {sorted(table)} or 'auto'") from None
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class VLMAdapter:
     """Base adapter: family modules override only prompt/position details."""
 
@@ -128,7 +63,15 @@ class VLMAdapter:
     architectures: ClassVar[tuple[str, ...]] = ()
     default_processor_kwargs: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, model: Any, processor: Any, *, pretrained: str, max_cache_len: int = 4096) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        pretrained: str,
+        max_cache_len: int = 4096,
+        execution: str | None = None,
+    ) -> None:
         # Inference only: without this every in-place KV write would chain the autograd history.
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
@@ -152,7 +95,7 @@ class VLMAdapter:
                 f"attn_implementation={self.attn_implementation!r} cannot apply tree attention masks; "
                 "use sdpa (default) or eager"
             )
-        self.stop_token_ids = self._stop_token_ids()
+        self.stop_token_ids = stop_token_ids(model, self.tokenizer, pretrained)
         self.image_token_ids = frozenset(self._image_token_ids())
         head_dim = getattr(self.text_config, "head_dim", None) or (
             self.hidden_size // self.text_config.num_attention_heads
@@ -165,13 +108,17 @@ class VLMAdapter:
             self.dtype,
             self.device,
         )
-        self.execution = "eager"
-        self.fused = False  # norms/MLP compiled (graph mode)
-        self._steps: StepCache | None = None
-        self.set_execution("graph" if self.device.type == "cuda" else "eager")
+        try:
+            self.execution = resolve_execution(execution, self.device)
+        except ValueError as exc:
+            raise AdapterError(str(exc)) from None
+        self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
+        if self.execution == "graph":  # fuse the norms/MLP chains the captured steps replay
+            from mmspec.fusion import compile_small_modules
+
+            compile_small_modules(self.language_model)
         self._captured: dict[str, Any] = {}
         self.language_model.register_forward_pre_hook(self._capture_lm_inputs, with_kwargs=True)
-        self._neg = torch.finfo(self.dtype).min
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -189,51 +136,18 @@ class VLMAdapter:
         execution: str | None = None,
     ) -> VLMAdapter:
         """Load model + processor by hub id or local folder, exactly as users' checkpoints load."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         device = torch.device(device) if device else default_device()
-        torch_dtype = resolve_dtype(dtype, device)
-        common = {"trust_remote_code": trust_remote_code, "revision": revision}
-        try:
-            model = AutoModelForImageTextToText.from_pretrained(
-                str(pretrained), dtype=torch_dtype, attn_implementation=attn_implementation, **common
-            )
-            kwargs = {**cls.default_processor_kwargs, **(processor_kwargs or {})}
-            processor = AutoProcessor.from_pretrained(str(pretrained), **common, **kwargs)
-        except OSError as exc:
-            raise AdapterError(
-                f"could not load {cls.family} checkpoint {str(pretrained)!r}: {exc}. Pass a local folder "
-                "with --model_args pretrained=DIR, or make the hub reachable."
-            ) from exc
-        name = type(model).__name__
-        if cls.architectures and name not in cls.architectures:
-            raise AdapterError(
-                f"{str(pretrained)!r} loads as {name}, but the {cls.family} adapter expects "
-                f"{' or '.join(cls.architectures)}; pick the matching --model."
-            )
+        model, processor = load_pretrained(
+            str(pretrained), family=cls.family, architectures=cls.architectures, dtype=resolve_dtype(dtype, device),
+            attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, revision=revision,
+            processor_kwargs={**cls.default_processor_kwargs, **(processor_kwargs or {})},
+        )  # fmt: skip
         model.to(device)
-        adapter = cls(model, processor, pretrained=str(pretrained), max_cache_len=max_cache_len)
-        if execution is not None:
-            adapter.set_execution(execution)
-        return adapter
+        return cls(
+            model, processor, pretrained=str(pretrained), max_cache_len=max_cache_len, execution=execution
+        )
 
     # ------------------------------------------------------------- tokens
-    def _stop_token_ids(self) -> frozenset[int]:
-        ids: set[int] = set()
-        sources = [
-            getattr(getattr(self.model, "generation_config", None), "eos_token_id", None),
-            getattr(self.text_config, "eos_token_id", None),
-            getattr(self.model.config, "eos_token_id", None),
-            self.tokenizer.eos_token_id,
-        ]
-        for src in sources:
-            if src is None:
-                continue
-            ids.update(int(x) for x in (src if isinstance(src, (list, tuple)) else [src]))
-        if not ids:
-            raise AdapterError(f"{self.pretrained!r} defines no EOS token; cannot tell where outputs end")
-        return frozenset(ids)
-
     def _image_token_ids(self) -> list[int]:
         cfg = self.model.config
         ids = [getattr(cfg, "image_token_id", None), getattr(cfg, "image_token_index", None)]
@@ -261,21 +175,6 @@ class VLMAdapter:
     def cache_len(self) -> int:
         return self.cache.length
 
-    def set_execution(self, mode: str) -> None:
-        """``eager`` (exact shapes), ``static`` (bucketed shapes, no capture) or ``graph`` (CUDA graphs)."""
-        if mode not in EXECUTION_MODES:
-            raise AdapterError(f"execution must be one of {', '.join(EXECUTION_MODES)}; got {mode!r}")
-        try:
-            self._steps = None if mode == "eager" else StepCache(self.device, mode)
-        except ValueError as exc:
-            raise AdapterError(str(exc)) from None
-        self.execution = mode
-        if mode == "graph" and not self.fused:
-            from mmspec.fusion import compile_small_modules
-
-            compile_small_modules(self.language_model)
-            self.fused = True
-
     # ----------------------------------------------------------- ViSkip
     def enable_query_tap(self) -> None:
         """Record the last decoder layer's query rows on every forward (for ViSkip's gate)."""
@@ -300,43 +199,14 @@ class VLMAdapter:
         Recomputed from the tapped query and the committed keys (the node attended to exactly the
         committed prefix once its path is compacted), averaged over heads.
         """
-        if not spans:
-            return 0.0
-        q = self._tap.buffer[:, node].float()  # [heads, head_dim]
-        keys = self.cache.layers[-1].keys[0, :, : self.cache.length].float()  # [kv heads, T, head_dim]
-        groups = q.shape[0] // keys.shape[0]
-        scores = torch.einsum("kgd,ktd->kgt", q.view(keys.shape[0], groups, -1), keys) * q.shape[-1] ** -0.5
-        probs = torch.softmax(scores, dim=-1)
-        image = torch.zeros(self.cache.length, dtype=torch.bool, device=self.device)
-        for a, b in spans:
-            image[a:b] = True
-        return float(probs[..., image].sum(-1).mean())
+        keys = self.cache.layers[-1].keys[0, :, : self.cache.length]  # [kv heads, T, head_dim]
+        return attention.image_attention_share(self._tap.buffer[:, node], keys, spans)
 
     @torch.no_grad()
     def prepare(self, max_tree_size: int, capture: Capture = Capture()) -> int:
-        """Graph mode: capture every verification step a run can use before anything is timed.
-
-        One graph per (tree-size bucket up to ``max_tree_size``, KV-view bucket up to the cache
-        capacity). Returns the number of graphs captured. Other modes: nothing to do.
-        """
-        if self._steps is None or self._steps.mode != "graph":
-            return 0
-        top = bucket(max_tree_size, TREE_BUCKETS)
-        count = 0
-        for nb in (b for b in TREE_BUCKETS if b <= top):
-            for lb in range(round_up(nb, LEN_STEP), self.cache.capacity + 1, LEN_STEP):
-                step = self._steps.get(
-                    (nb, lb, capture), lambda nb=nb, lb=lb: self._verify_step(nb, lb, capture)
-                )
-                host = step.host["packed"]
-                host.zero_()
-                host[2 * nb + 1 :].view(nb, nb).diagonal()[:] = 1
-                step.inputs["packed"].copy_(host)
-                if step.graph is None:
-                    self._steps.capture(step)
-                    count += 1
-        self.cache.reset()  # captures wrote scratch entries; nothing is committed
-        return count
+        """Graph mode: capture every verification step a run can use before anything is timed
+        (returns how many); other modes have nothing to prepare."""
+        return self._steps.prepare(max_tree_size, capture) if self._steps is not None else 0
 
     @property
     def capture_time_s(self) -> float:
@@ -391,7 +261,7 @@ class VLMAdapter:
         embeds = self._captured.get("inputs_embeds")
         return ForwardOutput(
             logits=logits,
-            hidden=self._select_hidden(out, capture),
+            hidden=self.select_hidden(out, capture),
             inputs_embeds=embeds[0] if (capture.embeds and embeds is not None) else None,
         )
 
@@ -399,7 +269,7 @@ class VLMAdapter:
     def forward_tree(self, tree: DraftTree, capture: Capture = Capture()) -> ForwardOutput:
         """Verify the tree's nodes, placed after the cache, in one forward (KV written, not committed)."""
         if self._steps is not None:
-            return self._forward_tree_static(tree, capture)
+            return self._steps.forward(tree, capture)
         n = len(tree)
         start = self.cache.length
         self.cache.prepare_write(n)
@@ -415,68 +285,8 @@ class VLMAdapter:
             output_hidden_states=bool(capture.hidden),
         )
         return ForwardOutput(
-            logits=self.lm_head(out.last_hidden_state[0]), hidden=self._select_hidden(out, capture)
+            logits=self.lm_head(out.last_hidden_state[0]), hidden=self.select_hidden(out, capture)
         )
-
-    def _forward_tree_static(self, tree: DraftTree, capture: Capture) -> ForwardOutput:
-        n, start = len(tree), self.cache.length
-        n_bucket = bucket(n, TREE_BUCKETS)
-        len_bucket = round_up(start + n_bucket, LEN_STEP)
-        if len_bucket > self.cache.capacity:
-            raise RuntimeError(f"KV view {len_bucket} exceeds capacity {self.cache.capacity}; call reserve()")
-        step = self._steps.get(
-            (n_bucket, len_bucket, capture), lambda: self._verify_step(n_bucket, len_bucket, capture)
-        )
-        host = step.host["packed"]
-        host.zero_()
-        host[:n] = torch.tensor(tree.tokens, dtype=torch.int32)
-        host[n_bucket : n_bucket + n] = torch.tensor(tree.depths(), dtype=torch.int32)
-        host[2 * n_bucket] = start
-        anc = host[2 * n_bucket + 1 :].view(n_bucket, n_bucket)
-        anc[:n, :n] = tree.ancestor_mask()
-        anc.diagonal()[n:] = 1  # padding nodes see the prefix and themselves only
-        step.inputs["packed"].copy_(host, non_blocking=True)
-        out = self._steps.run(step)
-        return ForwardOutput(
-            logits=out["logits"][:n],
-            hidden={k: v[:n] for k, v in out["hidden"].items()},
-            argmax=out["argmax"][:n],
-        )
-
-    def _verify_step(self, n_bucket: int, len_bucket: int, capture: Capture) -> Step:
-        """A fixed-shape verification step: all per-round data arrives in one packed int32 buffer."""
-        dev, nb = self.device, n_bucket
-        packed = torch.zeros(2 * nb + 1 + nb * nb, dtype=torch.int32, device=dev)
-        host = torch.zeros(packed.shape, dtype=torch.int32, pin_memory=dev.type == "cuda")
-        arange_n = torch.arange(nb, device=dev)
-        arange_l = torch.arange(len_bucket, device=dev)
-        zero = torch.zeros((), dtype=self.dtype, device=dev)
-
-        def fn() -> dict[str, Any]:
-            ids = packed[:nb].long()
-            depth = packed[nb : 2 * nb].long()
-            start = packed[2 * nb].long()
-            anc = packed[2 * nb + 1 :].view(nb, nb).bool()
-            self.cache.set_write_index(start + arange_n, len_bucket)
-            rel = arange_l - start
-            in_tree = (rel >= 0) & (rel < nb)
-            visible = (arange_l < start)[None, :] | (anc[:, rel.clamp(0, nb - 1)] & in_tree[None, :])
-            out = self.language_model(
-                inputs_embeds=self.embed(ids)[None],
-                position_ids=self.position_ids(start + depth),
-                attention_mask=torch.where(visible, zero, self._neg)[None, None],
-                past_key_values=self.cache,
-                use_cache=True,
-                output_hidden_states=bool(capture.hidden),
-            )
-            logits = self.lm_head(out.last_hidden_state[0])
-            return {
-                "logits": logits,
-                "argmax": logits.argmax(-1),
-                "hidden": self._select_hidden(out, capture),
-            }
-
-        return Step(inputs={"packed": packed}, fn=fn, host={"packed": host})
 
     def commit(self, n_new: int, keep: Sequence[int] | None = None) -> None:
         self.cache.commit(n_new, keep)
@@ -484,13 +294,10 @@ class VLMAdapter:
     def tree_attention_mask(self, ancestor_mask: torch.Tensor, start: int) -> torch.Tensor:
         """Additive ``[1, 1, n, start + n]`` mask: whole prefix visible, tree nodes see ancestors only."""
         n = ancestor_mask.shape[0]
-        mask = torch.zeros((1, 1, n, start + n), dtype=self.dtype, device=self.device)
-        mask[0, 0, :, start:] = torch.where(
-            ancestor_mask.to(self.device), torch.zeros((), dtype=self.dtype, device=self.device), self._neg
-        )
-        return mask
+        keys = torch.arange(start + n, device=self.device)
+        return additive_mask(visible_keys(keys, start, ancestor_mask.to(self.device)), self.dtype)
 
-    def _select_hidden(self, out: Any, capture: Capture) -> dict[int, torch.Tensor]:
+    def select_hidden(self, out: Any, capture: Capture) -> dict[int, torch.Tensor]:
         if not capture.hidden:
             return {}
         states = out.hidden_states

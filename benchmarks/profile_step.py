@@ -27,8 +27,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--fused", action="store_true", help="compile norms/MLP as graph mode does")
     args = ap.parse_args()
-    adapter = BUILDERS[args.model]()
-    adapter.set_execution("static")
+    adapter = BUILDERS[args.model](execution="static")
     if args.fused:
         from mmspec.fusion import compile_small_modules
 

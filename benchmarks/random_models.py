@@ -42,7 +42,9 @@ def _build(model_cls, config, dtype: torch.dtype, device: str):
     return model.eval()
 
 
-def random_qwen25vl_7b(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> VLMAdapter:
+def random_qwen25vl_7b(
+    device: str = "cuda", dtype: torch.dtype = torch.bfloat16, execution: str | None = None
+) -> VLMAdapter:
     """Qwen2.5-VL-7B-Instruct's architecture (8.3B parameters), random weights."""
     from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -54,10 +56,13 @@ def random_qwen25vl_7b(device: str = "cuda", dtype: torch.dtype = torch.bfloat16
     cfg = Qwen2_5_VLConfig(text_config=text, vision_config=QWEN_VISION, **ids)
     model = _build(Qwen2_5_VLForConditionalGeneration, cfg, dtype, device)
     processor = AutoProcessor.from_pretrained(tiny, min_pixels=256 * 28 * 28, max_pixels=1280 * 28 * 28)
-    return Qwen25VLAdapter(model, processor, pretrained="random:Qwen2.5-VL-7B", max_cache_len=5120)
+    return Qwen25VLAdapter(model, processor, pretrained="random:Qwen2.5-VL-7B", max_cache_len=5120,
+                           execution=execution)  # fmt: skip
 
 
-def random_llava15_7b(device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> VLMAdapter:
+def random_llava15_7b(
+    device: str = "cuda", dtype: torch.dtype = torch.bfloat16, execution: str | None = None
+) -> VLMAdapter:
     """llava-1.5-7b-hf's architecture (CLIP ViT-L/14-336 + Vicuna-7B), random weights."""
     from transformers import AutoConfig, AutoProcessor, LlavaConfig, LlavaForConditionalGeneration
 
@@ -78,7 +83,8 @@ def random_llava15_7b(device: str = "cuda", dtype: torch.dtype = torch.bfloat16)
     processor.image_processor.size = {"shortest_edge": 336}
     processor.image_processor.crop_size = {"height": 336, "width": 336}
     processor.patch_size = 14
-    return Llava15Adapter(model, processor, pretrained="random:llava-1.5-7b", max_cache_len=5120)
+    return Llava15Adapter(model, processor, pretrained="random:llava-1.5-7b", max_cache_len=5120,
+                           execution=execution)  # fmt: skip
 
 
 BUILDERS = {"qwen25vl-7b": random_qwen25vl_7b, "llava15-7b": random_llava15_7b}

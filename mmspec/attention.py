@@ -18,6 +18,7 @@ under the name ``mmspec_sdpa`` (no modeling code is touched):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -123,6 +124,23 @@ def use_compiled_math(enabled: bool = True) -> None:
     """Fuse the scale/mask/softmax/cast chain of :func:`math_attention` (GPU graph mode)."""
     global _math_attention
     _math_attention = torch.compile(math_attention, dynamic=True) if enabled else math_attention
+
+
+def image_attention_share(query: torch.Tensor, keys: torch.Tensor, spans: Sequence[tuple[int, int]]) -> float:
+    """Attention mass one query row puts on the image slots ``spans`` of ``keys``, averaged over heads.
+
+    ``query`` [heads, head_dim] (post-rope, as tapped); ``keys`` [kv heads, T, head_dim]. Computed in
+    float32 exactly as eager attention would (scaled dot products, softmax over all T keys)."""
+    if not spans:
+        return 0.0
+    q, k = query.float(), keys.float()
+    groups = q.shape[0] // k.shape[0]
+    scores = torch.einsum("kgd,ktd->kgt", q.view(k.shape[0], groups, -1), k) * q.shape[-1] ** -0.5
+    probs = torch.softmax(scores, dim=-1)
+    image = torch.zeros(k.shape[1], dtype=torch.bool, device=k.device)
+    for a, b in spans:
+        image[a:b] = True
+    return float(probs[..., image].sum(-1).mean())
 
 
 def register() -> str:

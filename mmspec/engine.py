@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import torch
 
 from mmspec.acceptance import greedy_walk, sample_token, sampling_inputs, sampling_walk
-from mmspec.adapters.base import PromptInputs, VLMAdapter
-from mmspec.methods.base import DecodeContext, Drafter, RoundResult
+from mmspec.adapters.base import VLMAdapter
+from mmspec.contract import DecodeContext, PromptInputs, RoundResult
+from mmspec.methods.base import Drafter
 from mmspec.timing import PhaseTimer, synchronize
 from mmspec.tree import DraftTree
 

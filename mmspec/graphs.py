@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,26 +24,82 @@ import torch
 log = logging.getLogger(__name__)
 
 EXECUTION_MODES = ("eager", "static", "graph")
+#: static tree sizes (graph/static execution pads a tree to the next one)
+TREE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
+#: static KV-view lengths are multiples of this
+LEN_STEP = 256
+
+
+def resolve_execution(mode: str | None, device: torch.device) -> str:
+    """The one place the execution mode is decided: ``graph`` on CUDA and ``eager`` on the CPU
+    unless asked otherwise; ``graph`` needs CUDA."""
+    if mode in (None, "", "auto"):
+        return "graph" if device.type == "cuda" else "eager"
+    if mode not in EXECUTION_MODES:
+        raise ValueError(f"execution must be one of {', '.join(EXECUTION_MODES)}; got {mode!r}")
+    if mode == "graph" and device.type != "cuda":
+        raise ValueError("execution=graph needs a CUDA device; use execution=static or eager on the CPU")
+    return mode
+
+
+@dataclass
+class StagedBuffer:
+    """A device buffer that steps read, and its pinned host twin the host fills before each step.
+
+    Both are allocated once, so a captured graph reads the address the host keeps refilling; one
+    non-blocking copy per step moves everything that changes."""
+
+    host: torch.Tensor
+    device: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n: int, dtype: torch.dtype, device: torch.device) -> StagedBuffer:
+        pinned = device.type == "cuda"
+        return cls(torch.zeros(n, dtype=dtype, pin_memory=pinned), torch.zeros(n, dtype=dtype, device=device))
+
+    def upload(self) -> None:
+        self.device.copy_(self.host, non_blocking=True)
 
 
 @dataclass
 class Step:
-    inputs: dict[str, torch.Tensor]
+    """A static-shape function of device buffers; ``staged`` holds the per-call inputs, if any."""
+
     fn: Callable[[], Any]
+    staged: StagedBuffer | None = None
     graph: torch.cuda.CUDAGraph | None = None
     outputs: Any = None
     calls: int = 0
-    host: dict[str, torch.Tensor] = field(default_factory=dict)  # pinned staging buffers
+
+
+def visible_keys(
+    key_positions: torch.Tensor, start: torch.Tensor | int, ancestors: torch.Tensor
+) -> torch.Tensor:
+    """``[n, V]``: which of ``V`` cache slots each of ``n`` new rows may attend to.
+
+    Every committed slot before ``start``, plus the slots ``start + j`` of the rows' own ancestors
+    (``ancestors[i, j]``: row ``i`` sees the ``j``-th slot written from ``start`` on, itself
+    included). Built on the device from device values, so it works inside a captured graph.
+    """
+    rel = key_positions - start
+    width = ancestors.shape[1]
+    in_tree = (rel >= 0) & (rel < width)
+    return (rel < 0)[None] | (ancestors[:, rel.clamp(0, width - 1)] & in_tree[None])
+
+
+def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A ``[1, 1, n, V]`` additive attention mask (0 where visible, the dtype's minimum elsewhere)."""
+    zero = torch.zeros((), dtype=dtype, device=visible.device)
+    return torch.where(visible, zero, torch.finfo(dtype).min)[None, None]
 
 
 class StepCache:
     """Steps keyed by their static shape (e.g. ``(tree bucket, kv-length bucket)``)."""
 
     def __init__(self, device: torch.device, mode: str) -> None:
-        if mode not in EXECUTION_MODES:
-            raise ValueError(f"execution must be one of {EXECUTION_MODES}, got {mode!r}")
-        if mode == "graph" and device.type != "cuda":
-            raise ValueError("execution=graph needs a CUDA device; use execution=static or eager on the CPU")
+        mode = resolve_execution(mode, device)
+        if mode == "eager":
+            raise ValueError("eager execution has no static steps")
         self.device = device
         self.mode = mode
         self.steps: dict[Hashable, Step] = {}

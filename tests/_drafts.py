@@ -66,7 +66,7 @@ def _batches(adapter, capture: Capture, model: str, dtype: str):
 
 
 def _fit_feature_drafter(drafter: FeatureDrafter, model: str, dtype: str, steps: int) -> None:
-    adapter, net = drafter.adapter, drafter.net
+    adapter, net = tiny_adapter(model, dtype), drafter.net
     data = []
     for seq, out in _batches(adapter, drafter.capture_prefill, model, dtype):
         ids = seq.ids
@@ -99,7 +99,7 @@ def _fit_feature_drafter(drafter: FeatureDrafter, model: str, dtype: str, steps:
 
 
 def _fit_medusa(drafter: Medusa, model: str, dtype: str, steps: int) -> None:
-    adapter, net = drafter.adapter, drafter.net
+    adapter, net = tiny_adapter(model, dtype), drafter.net
     final = adapter.num_layers
     data = [(out.hidden[final], torch.softmax(out.logits.float(), -1))
             for _, out in _batches(adapter, drafter.capture_prefill, model, dtype)]  # fmt: skip

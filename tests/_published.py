@@ -19,12 +19,11 @@ def write_published(drafter, folder: Path, method: str, config: dict | None = No
     """``drafter``'s weights in ``method``'s published layout, with the published-style config.json
     for its target (or ``config``). Returns the saved tensors (published key names normalised)."""
     net = draft_net(drafter)
-    adapter = drafter.adapter
+    target = drafter.target
     sd = {k: v.detach().cpu().float().contiguous() for k, v in net.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
     if config is None:
-        pad = getattr(adapter.tokenizer, "pad_token_id", None)
-        config = published_config(method, adapter.family, adapter.text_config, pad)
+        config = published_config(method, target.family, target.text_config, target.pad_token_id)
     if method in ("eagle", "eagle2"):  # EAGLE: pytorch_model.bin, no embedding (copied from the target)
         saved = {k: v for k, v in sd.items() if k != "embed_tokens.weight"}
         torch.save({f"module.{k}": v for k, v in saved.items()}, folder / "pytorch_model.bin")

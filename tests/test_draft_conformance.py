@@ -20,6 +20,7 @@ from mmspec.methods.base import DecodeContext, RoundResult, SpecArgError
 from mmspec.methods.checkpoints import published_id
 from mmspec.methods.draft_configs import published_config
 from mmspec.methods.draft_tree import eagle2_threshold_cut
+from mmspec.methods.expansion import DynamicExpansion, StaticExpansion
 from mmspec.tree import DraftTree
 
 FAMILIES = {"qwen25vl": "tiny-qwen25vl", "llava15": "tiny-llava15"}
@@ -203,9 +204,10 @@ def test_eagle2_threshold_keeps_candidates_strictly_above_it_and_stops_expanding
 def test_eagle_static_by_default_dynamic_under_mmspec_preset():
     adapter = tiny_adapter("tiny-llava15", "float32")
     eagle = get_spec("eagle")
-    assert eagle(adapter, checkpoint="random")._static is not None  # EAGLE-1's 7B tree
+    assert isinstance(eagle(adapter, checkpoint="random").expansion, StaticExpansion)  # EAGLE-1's 7B tree
     mm = eagle(adapter, checkpoint="random", preset="mmspec")
-    assert mm._static is None and mm.describe()["preset"] == "mmspec"  # MMSpec's "eagle" = EAGLE-2 tree
+    assert isinstance(mm.expansion, DynamicExpansion)  # MMSpec's "eagle" = EAGLE-2 tree
+    assert mm.describe()["preset"] == "mmspec"
     assert (mm.args["depth"], mm.args["top_k"], mm.args["total_token"], mm.args["threshold"]) == (
         3,
         8,
@@ -300,7 +302,7 @@ def test_a_round_accepting_every_level_of_a_dynamic_tree_appends_all_pairs(execu
     adapter.commit(len(tree), path)
     ctx.tokens.extend([tree.tokens[i] for i in path[1:]] + [5])
     drafter.observe(ctx, RoundResult(tree=tree, path=path, bonus=5, verify=out))
-    assert drafter._stable == p.length + len(path)
+    assert drafter.runner.stable == p.length + len(path)
     assert isinstance(drafter.propose(ctx), DraftTree)
 
 

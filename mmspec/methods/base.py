@@ -1,73 +1,29 @@
 """The drafter contract: what a speculative method implements (and nothing about model internals).
 
 A drafter proposes a token tree each round from the context the engine hands it, and is told
-afterwards which nodes were accepted. Everything it needs from the target (hidden states, logits,
-embeddings, image spans) arrives through :class:`DecodeContext` and :class:`ForwardOutput`; it
-never imports transformers modeling code or touches the target's cache.
+afterwards which nodes were accepted. Everything it needs from the target arrives through the
+contract types (:mod:`mmspec.contract`: hidden states, logits, embeddings, image spans) and its
+:class:`~mmspec.target.TargetView`; it never imports transformers modeling code or touches the
+target's cache.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mmspec.adapters.base import Capture, ForwardOutput
+from mmspec.contract import Capture, DecodeContext, ForwardOutput, RoundResult, RunInfo
+from mmspec.target import TargetView
 from mmspec.tree import DraftTree
 
 if TYPE_CHECKING:
     from mmspec.adapters.base import VLMAdapter
 
+__all__ = ["Capture", "DecodeContext", "Drafter", "ForwardOutput", "RoundResult", "RunInfo", "SpecArgError"]
+
 
 class SpecArgError(ValueError):
     """A ``--spec_args`` key or value that a method does not accept."""
-
-
-@dataclass
-class DecodeContext:
-    """The engine's view of one turn, shared with the drafter (read-only for drafters)."""
-
-    tokens: list[int]  # prompt ids + generated ids; the last one is the root of the next tree
-    prompt_len: int
-    image_spans: list[tuple[int, int]]
-    image_token_ids: frozenset[int]
-    stop_token_ids: frozenset[int]
-    temperature: float
-    max_new_tokens: int
-    prompt_embeds: Any = None  # [L, H] merged input embeddings when the drafter asked for them
-    key: tuple[str, str, int] | None = None  # (task, sample id, turn index) when run by the harness
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def last_token(self) -> int:
-        return self.tokens[-1]
-
-    @property
-    def generated(self) -> list[int]:
-        return self.tokens[self.prompt_len :]
-
-    @property
-    def remaining(self) -> int:
-        return self.max_new_tokens - len(self.tokens) + self.prompt_len
-
-
-@dataclass
-class RoundResult:
-    """What the engine tells the drafter after verification."""
-
-    tree: DraftTree
-    path: list[int]  # accepted node indices, root first
-    bonus: int  # the target's token after the last accepted node (the next root)
-    verify: ForwardOutput  # logits/hidden for every tree node
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Where the harness writes, for drafters that read earlier runs (e.g. ``oracle``)."""
-
-    output_path: Path
-    model: str
 
 
 class Drafter:
@@ -82,13 +38,14 @@ class Drafter:
     capture_prefill: Capture = Capture()
     capture_verify: Capture = Capture()
 
-    def __init__(self, adapter: VLMAdapter, **spec_args: Any) -> None:
-        self.adapter = adapter
-        self.preset, spec_args = apply_preset(self.name, self.preset_table(adapter), spec_args)
+    def __init__(self, target: VLMAdapter | TargetView, **spec_args: Any) -> None:
+        #: the only handle on the target model a drafter gets
+        self.target = target if isinstance(target, TargetView) else TargetView(target)
+        self.preset, spec_args = apply_preset(self.name, self.preset_table(self.target), spec_args)
         self.args = parse_spec_args(self.name, self.defaults, spec_args)
 
     @classmethod
-    def preset_table(cls, adapter: VLMAdapter) -> dict[str, dict[str, Any]]:
+    def preset_table(cls, target: TargetView) -> dict[str, dict[str, Any]]:
         """``presets``; a method whose preset depends on the target (e.g. its family) overrides this."""
         return cls.presets
 

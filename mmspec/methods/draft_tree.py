@@ -10,7 +10,8 @@ naturally keeps every chosen node's parent.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from mmspec.tree import DraftTree
 
@@ -69,23 +70,69 @@ def eagle2_threshold_cut(
     return end, min(budget, max(above, top_k), end)
 
 
-class StaticTree:
-    """A fixed tree of top-k ranks (EAGLE-1 / Medusa choice lists), precomputed per level."""
+@dataclass(frozen=True)
+class RankTree:
+    """A fixed tree of rank slots: node ``i`` takes the ``ranks[i]``-th best candidate below its
+    parent (EAGLE-1's and Medusa's choice lists, Token Recycling's templates).
 
-    def __init__(self, choices: Sequence[Sequence[int]]) -> None:
-        paths = sorted({tuple(c) for c in choices}, key=lambda c: (len(c), c))
-        if not paths or any(len(p) == 0 for p in paths):
-            raise ValueError("a static tree needs non-empty rank paths")
-        index = {p: i + 1 for i, p in enumerate(paths)}  # node 0 = root
-        for p in paths:
+    Node 0 is the root; nodes are in breadth-first order (by depth, then by rank path), so
+    parents precede children and each level is a contiguous slice ``level_ends[d-1]:level_ends[d]``.
+    """
+
+    parents: tuple[int, ...]
+    ranks: tuple[int, ...]  # the root's is 0 (unused)
+    level_ends: tuple[int, ...]  # level_ends[d]: one past the last node of depth d (level_ends[0] = 1)
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[Sequence[int]]) -> RankTree:
+        """From rank paths (root excluded), e.g. EAGLE's ``mc_sim_7b_63``; every prefix must be a path."""
+        ordered = sorted({tuple(int(r) for r in p) for p in paths}, key=lambda p: (len(p), p))
+        if not ordered or any(len(p) == 0 or min(p) < 0 for p in ordered):
+            raise ValueError("a static tree needs non-empty rank paths of non-negative ranks")
+        index = {p: i + 1 for i, p in enumerate(ordered)}
+        for p in ordered:
             if len(p) > 1 and p[:-1] not in index:
                 raise ValueError(f"static tree path {list(p)} has no parent path {list(p[:-1])}")
-        self.paths = paths
-        self.parent = [-1] + [index.get(p[:-1], 0) for p in paths]
-        self.rank = [0] + [p[-1] for p in paths]
-        self.depth = max(len(p) for p in paths)
-        self.levels = [[index[p] for p in paths if len(p) == d] for d in range(1, self.depth + 1)]
-        self.max_rank = max(self.rank) + 1
+        depth = len(ordered[-1])
+        ends = [1] + [1 + sum(len(p) <= d for p in ordered) for d in range(1, depth + 1)]
+        return cls(
+            parents=(-1, *(index.get(p[:-1], 0) for p in ordered)),
+            ranks=(0, *(p[-1] for p in ordered)),
+            level_ends=tuple(ends),
+        )
+
+    @classmethod
+    def from_children(cls, n_children: Callable[[tuple[int, ...]], int], max_nodes: int) -> RankTree:
+        """Expand ``n_children(rank_path)`` (children take ranks ``0..n-1``) breadth-first."""
+        paths: list[tuple[int, ...]] = []
+        frontier: list[tuple[int, ...]] = [()]
+        while frontier:
+            frontier = [(*p, r) for p in frontier for r in range(n_children(p))]
+            paths.extend(frontier)
+            if len(paths) > max_nodes:
+                raise ValueError(f"tree template has more than {max_nodes} nodes")
+        return cls.from_paths(paths)
 
     def __len__(self) -> int:
-        return len(self.paths) + 1
+        return len(self.parents)
+
+    @property
+    def size(self) -> int:
+        """Draft nodes (the root excluded)."""
+        return len(self.parents) - 1
+
+    @property
+    def depth(self) -> int:
+        return len(self.level_ends) - 1
+
+    @property
+    def max_rank(self) -> int:
+        """How many candidates per node the tree reads (the widest rank + 1)."""
+        return max(self.ranks) + 1
+
+    def level(self, d: int) -> range:
+        """Node indices of depth ``d`` (1-based)."""
+        return range(self.level_ends[d - 1], self.level_ends[d])
+
+    def level_sizes(self) -> list[int]:
+        return [len(self.level(d)) for d in range(1, self.depth + 1)]

@@ -31,7 +31,7 @@ class _EagleBase(FeatureDrafter):
         mode = self.args.get("image_embeds", "auto")
         if mode not in ("auto", "merged", "token"):
             raise SpecArgError(f"{self.name}: image_embeds must be auto, merged or token (got {mode!r})")
-        return mode == "merged" or (mode == "auto" and self.adapter.family in _MERGED_BY_DEFAULT)
+        return mode == "merged" or (mode == "auto" and self.target.family in _MERGED_BY_DEFAULT)
 
     def prompt_inputs(self, ctx: DecodeContext, embeds: torch.Tensor, feats: torch.Tensor):
         if self._merged():
@@ -99,15 +99,15 @@ class Eagle3(FeatureDrafter):
         return Eagle3Draft(cfg)
 
     def check_config(self, cfg: DraftConfig, source: Any) -> None:
-        if (cfg.target_hidden_size or cfg.hidden_size) != self.adapter.hidden_size:
+        if (cfg.target_hidden_size or cfg.hidden_size) != self.target.hidden_size:
             super().check_config(cfg, source)
 
     def feature_width(self) -> int:
-        return 3 * int(self.adapter.hidden_size)
+        return 3 * int(self.target.hidden_size)
 
     def choose_feature_layers(self) -> tuple[int, ...]:
         order, self.layers_source = self._resolve_layers()
-        n = self.adapter.num_layers
+        n = self.target.num_layers
         if len(order) != 3 or not all(0 <= x <= n for x in order):
             raise SpecArgError(
                 f"eagle3: layers must be three hidden-state indices in 0..{n}, got {list(order)} "
@@ -133,7 +133,7 @@ class Eagle3(FeatureDrafter):
                 ) from None
         info = self.checkpoint_info
         if not info.get("trained"):
-            return eagle3_layers(self.adapter.num_layers), "EAGLE-3 default for an untrained draft"
+            return eagle3_layers(self.target.num_layers), "EAGLE-3 default for an untrained draft"
         config = info.get("config") or {}
         for holder in (config, config.get("eagle_config") or {}):
             for key in LAYER_KEYS:
@@ -142,7 +142,7 @@ class Eagle3(FeatureDrafter):
         known = published_id(info["checkpoint"], info.get("folder"))
         if known in PUBLISHED_FEATURE_LAYERS:
             return PUBLISHED_FEATURE_LAYERS[known], f"published draft {known}"
-        low = ":".join(str(x) for x in eagle3_layers(self.adapter.num_layers))
+        low = ":".join(str(x) for x in eagle3_layers(self.target.num_layers))
         raise SpecArgError(
             f"eagle3: cannot tell which target layers the draft {info['checkpoint']} was trained on (its "
             f"config.json has no {LAYER_KEYS[0]} and it is not a known published draft). Pass "
@@ -158,7 +158,7 @@ class Eagle3(FeatureDrafter):
 
     def pad_id(self) -> int:
         """MMSpec's EAGLE-3 embeds the *target tokenizer's* pad token at image positions (0 if unset)."""
-        return int(getattr(self.adapter.tokenizer, "pad_token_id", None) or 0)
+        return int(self.target.pad_token_id or 0)
 
     def prompt_inputs(self, ctx: DecodeContext, embeds: torch.Tensor, feats: torch.Tensor):
         n = feats.shape[0]

@@ -265,15 +265,15 @@ class Lookahead(Drafter):
     #: MMSpec kept one trie for the whole run (never reset between samples)
     presets = {"mmspec": {"decoding_length": 64, "branch_length": 12, "shared_trie": True}}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         a = self.args
         for key in ("decoding_length", "branch_length", "max_prefix", "max_nodes"):
             if not isinstance(a[key], int) or isinstance(a[key], bool) or a[key] < 1:
                 raise SpecArgError(f"lookahead: {key} must be a positive integer, got {a[key]!r}")
         # A suffix longer than branch_length has no room for a continuation in the trie.
         self.max_prefix = min(a["max_prefix"], a["branch_length"])
-        self.breaks: frozenset[int] = frozenset(getattr(adapter, "image_token_ids", frozenset()))
+        self.breaks: frozenset[int] = frozenset(self.target.image_token_ids)
         self.trie = self._new_trie()
         self._seq: list[int] = []  # what this sample has inserted, in order (prompt, then output)
         self._frontier: list[_Node] = []

@@ -6,13 +6,12 @@ from typing import Any
 
 import torch
 
-from mmspec.adapters.base import Capture, ForwardOutput
 from mmspec.graphs import Step, StepCache
-from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
-from mmspec.methods.checkpoints import load_into, read_checkpoint
+from mmspec.methods.base import Capture, DecodeContext, Drafter, ForwardOutput, RoundResult, SpecArgError
+from mmspec.methods.checkpoints import DraftCheckpoint
+from mmspec.methods.draft_loading import load_draft
 from mmspec.methods.draft_nets import DraftConfig, MedusaHeads
 from mmspec.methods.draft_tree import select_tree
-from mmspec.methods.feature_drafter import seeded_build
 from mmspec.tree import DraftTree
 
 
@@ -37,66 +36,73 @@ class Medusa(Drafter):
     }
     presets = {"mmspec": {"num_heads": 3, "top_k": 8, "total_token": 30, "expand": "top_k"}}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         for key in ("num_heads", "top_k", "total_token"):
             if self.args[key] < 1:
                 raise SpecArgError(f"medusa: {key} must be >= 1")
         if self.args["expand"] not in ("budget", "top_k"):
             raise SpecArgError(f"medusa: expand must be budget or top_k, got {self.args['expand']!r}")
+        t = self.target
         self.net, self.checkpoint_info = self._load()
-        self.net.to(device=adapter.device, dtype=adapter.dtype).eval().requires_grad_(False)
-        final = (adapter.num_layers,)
+        self.net.to(device=t.device, dtype=t.dtype).eval().requires_grad_(False)
+        final = (t.num_layers,)
         self.capture_prefill = Capture(hidden=final)
         self.capture_verify = Capture(hidden=final)
         # the hidden state that produced the current root (a fixed buffer: the graph step reads it)
-        self._h = torch.zeros(1, adapter.hidden_size, dtype=adapter.dtype, device=adapter.device)
-        self._steps = None if adapter.execution == "eager" else StepCache(adapter.device, adapter.execution)
+        self._h = torch.zeros(1, t.hidden_size, dtype=t.dtype, device=t.device)
+        self._steps = None if t.execution == "eager" else StepCache(t.device, t.execution)
 
-    def _load(self):
-        source = self.args["checkpoint"]
-        cfg = DraftConfig.from_target(self.adapter.text_config)
+    def _load(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        t, source = self.target, self.args["checkpoint"]
         if not source:
             raise SpecArgError(
                 "medusa: no published Medusa heads exist for these VLMs; pass --spec_args checkpoint=DIR "
                 "(heads in Medusa's layout, e.g. a state_19/ folder) or checkpoint=random"
             )
-        if source == "random":
-            heads = seeded_build(
-                self.adapter.device, int(self.args["seed"]), MedusaHeads, cfg, int(self.args["num_heads"])
+        cfg = DraftConfig.from_target(t.text_config)
+
+        def build_loaded(ckpt: DraftCheckpoint) -> torch.nn.Module:
+            if ckpt.config and int(ckpt.config.get("hidden_size", t.hidden_size)) != t.hidden_size:
+                raise SpecArgError(f"medusa: heads in {source} have hidden_size {ckpt.config['hidden_size']}, "
+                                   f"the target has {t.hidden_size}: not heads for this model")  # fmt: skip
+            heads = 1 + max(
+                (int(k.split(".")[1]) for k in ckpt.state_dict if k.startswith("medusa_head.")), default=-1
             )
-            return heads, {"checkpoint": "random", "trained": False}
-        ckpt = read_checkpoint(source, method="medusa", subfolders=("state_19",))
-        heads = 1 + max(
-            (int(k.split(".")[1]) for k in ckpt.state_dict if k.startswith("medusa_head.")), default=-1
-        )
-        if heads != int(self.args["num_heads"]):
-            raise SpecArgError(f"medusa: {source} holds {heads} heads but num_heads={self.args['num_heads']}")
-        net = MedusaHeads(cfg, heads)
-        fill = {"embed_tokens.weight": self.adapter.embed_tokens.weight.detach().cpu()}
-        filled = load_into(net, ckpt.state_dict, source=str(source), fill=fill)
-        return net, {"checkpoint": str(source), "trained": True, "files": ckpt.files, "filled": filled}
+            if heads != int(self.args["num_heads"]):
+                raise SpecArgError(
+                    f"medusa: {source} holds {heads} heads but num_heads={self.args['num_heads']}"
+                )
+            return MedusaHeads(cfg, heads)
+
+        net, info = load_draft(
+            source, method="medusa", target=t, seed=int(self.args["seed"]),
+            build_random=lambda: MedusaHeads(cfg, int(self.args["num_heads"])), build_loaded=build_loaded,
+            fill={"embed_tokens.weight": t.embedding_weight.detach().cpu()}, subfolders=("state_19",),
+        )  # fmt: skip
+        info.pop("config", None)
+        return net, info
 
     def describe(self) -> dict[str, Any]:
-        return {**self.args, **self.checkpoint_info}
+        return {**super().describe(), **self.checkpoint_info}
 
     def max_tree_size(self) -> int:
         return int(self.args["total_token"])
 
     def begin(self, ctx: DecodeContext, prefill: ForwardOutput) -> None:
-        self._h.copy_(prefill.hidden[self.adapter.num_layers][-1:])
+        self._h.copy_(prefill.hidden[self.target.num_layers][-1:])
 
     def observe(self, ctx: DecodeContext, result: RoundResult) -> None:
-        self._h.copy_(result.verify.hidden[self.adapter.num_layers][result.path[-1]][None])
+        self._h.copy_(result.verify.hidden[self.target.num_layers][result.path[-1]][None])
 
     def _head_topk(self) -> torch.Tensor:
         """[2, heads, top_k]: each head's best log-probabilities and token ids."""
-        logp = torch.log_softmax(self.adapter.lm_head(self.net(self._h)[:, 0]).float(), dim=-1)  # [heads, V]
+        logp = torch.log_softmax(self.target.lm_head(self.net(self._h)[:, 0]).float(), dim=-1)  # [heads, V]
         s, t = logp.topk(int(self.args["top_k"]), dim=-1)
         return torch.stack([s.double(), t.double()])
 
     def _step(self) -> Step:
-        return self._steps.get("propose", lambda: Step({}, self._head_topk))
+        return self._steps.get("propose", lambda: Step(self._head_topk))
 
     @torch.no_grad()
     def prepare(self) -> int:

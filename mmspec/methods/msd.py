@@ -26,16 +26,16 @@ class MSD(FeatureDrafter):
     defaults = {"checkpoint": "", "depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0,
                 "compat": "none", "seed": 0}  # fmt: skip
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         if self.args["compat"] not in ("none", "mmspec_llava"):
             raise SpecArgError(f"msd: compat must be none or mmspec_llava, got {self.args['compat']!r}")
         self.tree_position_offset = 1 if self.args["compat"] == "mmspec_llava" else 0
 
     @classmethod
-    def preset_table(cls, adapter: Any) -> dict[str, dict[str, Any]]:
+    def preset_table(cls, target: Any) -> dict[str, dict[str, Any]]:
         """MMSpec: depth 5, top-k 10; 59 nodes on Qwen2.5-VL, chosen by timing (``-1``) on LLaVA."""
-        if adapter.family == "qwen25vl":
+        if target.family == "qwen25vl":
             return {"mmspec": {"depth": 5, "top_k": 10, "total_token": 59, "threshold": 0.0}}
         return {
             "mmspec": {"depth": 5, "top_k": 10, "total_token": -1, "threshold": 0.0, "compat": "mmspec_llava"}

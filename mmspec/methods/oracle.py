@@ -22,8 +22,8 @@ class Oracle(Drafter):
     paper = "benchmark aid: drafts the reference output with k correct tokens per round"
     defaults = {"k": 4, "wrong_tail": 0, "tree_nodes": 0, "reference": ""}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         if min(self.args["k"], self.args["wrong_tail"], self.args["tree_nodes"]) < 0:
             raise ValueError("oracle: k, wrong_tail and tree_nodes must be >= 0")
         self.references: dict[tuple[str, str, int], list[int]] = {}

@@ -97,8 +97,8 @@ class PromptLookup(Drafter):
     #: MMSpec matched only the last 4 tokens (no shorter n-grams) and drafted up to 10
     presets = {"mmspec": {"max_ngram": 4, "min_ngram": 4, "num_draft": 10}}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         lo, hi, k = self.args["min_ngram"], self.args["max_ngram"], self.args["num_draft"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi, k)):
             raise SpecArgError(f"pld: max_ngram, min_ngram and num_draft must be integers, got {self.args}")

@@ -30,13 +30,13 @@ depend on the run order — so use it only to study that setting.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from mmspec.adapters.base import Capture, ForwardOutput
+from mmspec.contract import Capture, ForwardOutput
 from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
+from mmspec.methods.draft_tree import RankTree
 from mmspec.tree import DraftTree
 
 #: The paper's static tree (80 draft nodes, depth 6), written as "rank path -> number of children".
@@ -58,46 +58,14 @@ NAMED_TREES: dict[str, dict[tuple[int, ...], int]] = {"paper": PAPER_TREE}
 MAX_TEMPLATE_NODES = 1024
 
 
-@dataclass(frozen=True)
-class Template:
-    """A static tree of rank slots in breadth-first order (node 0 = the root)."""
-
-    parents: list[int]
-    ranks: list[int]  # which entry of the parent's row of M fills the node (root: 0, unused)
-    level_ends: list[int]  # level_ends[d] = index one past the last node of depth d
-
-    @property
-    def size(self) -> int:  # draft nodes, root excluded
-        return len(self.parents) - 1
-
-    @property
-    def depth(self) -> int:
-        return len(self.level_ends) - 1
-
-    def level_sizes(self) -> list[int]:
-        return [self.level_ends[d] - self.level_ends[d - 1] for d in range(1, len(self.level_ends))]
+def _template(n_children: Callable[[tuple[int, ...]], int]) -> RankTree:
+    try:
+        return RankTree.from_children(n_children, MAX_TEMPLATE_NODES)
+    except ValueError as exc:
+        raise SpecArgError(f"recycling: {exc}") from None
 
 
-def build_template(n_children: Callable[[tuple[int, ...]], int]) -> Template:
-    """Expand ``n_children(rank_path)`` breadth-first into a :class:`Template`."""
-    parents, ranks, level_ends = [-1], [0], [1]
-    frontier: list[tuple[int, tuple[int, ...]]] = [(0, ())]
-    while frontier:
-        nxt: list[tuple[int, tuple[int, ...]]] = []
-        for idx, path in frontier:
-            for r in range(n_children(path)):
-                nxt.append((len(parents), (*path, r)))
-                parents.append(idx)
-                ranks.append(r)
-                if len(parents) > MAX_TEMPLATE_NODES + 1:
-                    raise SpecArgError(f"recycling: tree template has more than {MAX_TEMPLATE_NODES} nodes")
-        if nxt:
-            level_ends.append(len(parents))
-        frontier = nxt
-    return Template(parents, ranks, level_ends)
-
-
-def parse_tree(spec: Any, k: int) -> Template:
+def parse_tree(spec: Any, k: int) -> RankTree:
     """``tree`` spec arg: a template name (``paper``) or a breadth list per depth.
 
     A breadth list ``b1:b2:...:bD`` (``,`` also accepted from Python) gives every node at depth
@@ -106,7 +74,7 @@ def parse_tree(spec: Any, k: int) -> Template:
     """
     if isinstance(spec, str) and spec.strip().lower() in NAMED_TREES:
         table = NAMED_TREES[spec.strip().lower()]
-        template = build_template(lambda path: table.get(path, 0))
+        template = _template(lambda path: table.get(path, 0))
     else:
         if isinstance(spec, str):
             parts = [p for p in spec.replace(",", ":").split(":") if p.strip()]
@@ -124,8 +92,8 @@ def parse_tree(spec: Any, k: int) -> Template:
                 f"recycling: tree={spec!r} is neither a template name ({names}) nor a breadth "
                 "list of positive integers per depth such as 4:2:2:1:1:1"
             )
-        template = build_template(lambda path: breadths[len(path)] if len(path) < len(breadths) else 0)
-    widest = max(template.ranks) + 1
+        template = _template(lambda path: breadths[len(path)] if len(path) < len(breadths) else 0)
+    widest = template.max_rank
     if widest > k:
         raise SpecArgError(f"recycling: tree uses {widest} successors per token but k={k}; raise k")
     return template
@@ -148,16 +116,16 @@ class TokenRecycling(Drafter):
     presets = {"mmspec": {"k": 8, "tree": ":".join(["1"] * 10)}}
     capture_prefill = Capture(all_logits=True)
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         k = self.args["k"]
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise SpecArgError(f"recycling: k must be a positive integer, got {k!r}")
         self.k = k
         self.template = parse_tree(self.args["tree"], k)
-        self.device = torch.device(adapter.device)
-        self.vocab_size = int(adapter.vocab_size)
-        self.image_ids: frozenset[int] = frozenset(getattr(adapter, "image_token_ids", frozenset()))
+        self.device = torch.device(self.target.device)
+        self.vocab_size = int(self.target.vocab_size)
+        self.image_ids: frozenset[int] = frozenset(self.target.image_token_ids)
         # Row `empty` (= vocab_size) is a sentinel: an unknown successor is `empty`, and the
         # sentinel's own row is all `empty`, so a missing slot empties its whole subtree inside the
         # gathers themselves (no masks on the device); the host drops such slots.
@@ -276,4 +244,4 @@ class TokenRecycling(Drafter):
         return 1 + self.template.size
 
     def describe(self) -> dict[str, Any]:
-        return {**self.args, "tree_nodes": self.template.size, "tree_depth": self.template.depth}
+        return {**super().describe(), "tree_nodes": self.template.size, "tree_depth": self.template.depth}

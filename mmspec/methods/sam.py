@@ -126,8 +126,8 @@ class SuffixAutomaton(Drafter):
     #: MMSpec: min(40, 1 + floor(4 L)) - 1 drafts per round
     presets = {"mmspec": {"n_predicts": 39, "min_match": 1, "alpha": 4.0}}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         k, lo = self.args["n_predicts"], self.args["min_match"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (k, lo)):
             raise SpecArgError(f"sam: n_predicts and min_match must be integers, got {self.args}")

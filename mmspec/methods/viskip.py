@@ -1,6 +1,6 @@
 """ViSkip: skip drafting for a round when the target is attending to the image.
 
-After every round the adapter measures, from the query row that produced the bonus token (the
+After every round the target measures, from the query row that produced the bonus token (the
 last accepted node) and the cached keys of the last decoder layer, the share of attention that
 falls on the prompt's image tokens (averaged over heads). When it reaches
 ``visual_attn_threshold`` the next round takes one plain target step instead of drafting; the
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mmspec.adapters.base import ForwardOutput
-from mmspec.methods.base import DecodeContext, Drafter, RoundResult, SpecArgError
+from mmspec.methods.base import DecodeContext, Drafter, ForwardOutput, RoundResult, SpecArgError
 from mmspec.methods.msd import MSD
 from mmspec.methods.sam import SuffixAutomaton
 from mmspec.methods.vispec import ViSpec
@@ -26,27 +25,27 @@ class VisualSkip(Drafter):
 
     inner_cls: ClassVar[type[Drafter]]
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
-        super().__init__(adapter, **spec_args)
+    def __init__(self, target: Any, **spec_args: Any) -> None:
+        super().__init__(target, **spec_args)
         self.threshold = float(self.args["visual_attn_threshold"])
         if self.threshold < 0:
             raise SpecArgError(f"{self.name}: visual_attn_threshold must be >= 0")
         inner_args = {k: v for k, v in self.args.items() if k != "visual_attn_threshold"}
-        self.inner = self.inner_cls(adapter, **inner_args)
+        self.inner = self.inner_cls(self.target, **inner_args)
         self.capture_prefill = self.inner.capture_prefill
         self.capture_verify = self.inner.capture_verify
-        adapter.enable_query_tap()
+        self.target.enable_query_tap()
         self._skip = False
         self.last_mass: float | None = None
 
     def _gate(self, ctx: DecodeContext, node: int) -> None:
-        self.last_mass = self.adapter.visual_attention_mass(node, ctx.image_spans)
+        self.last_mass = self.target.visual_attention_mass(node, ctx.image_spans)
         self._skip = self.last_mass >= self.threshold
 
     @classmethod
-    def preset_table(cls, adapter: Any) -> dict[str, dict[str, Any]]:
+    def preset_table(cls, target: Any) -> dict[str, dict[str, Any]]:
         """The inner method's presets plus the gate's; MMSpec's MSD-vskip scripts used 30 nodes."""
-        table = {name: dict(values) for name, values in cls.inner_cls.preset_table(adapter).items()}
+        table = {name: dict(values) for name, values in cls.inner_cls.preset_table(target).items()}
         mmspec = table.setdefault("mmspec", {})
         mmspec["visual_attn_threshold"] = 0.35
         if cls.inner_cls is MSD:

@@ -27,12 +27,14 @@ class ViSpec(FeatureDrafter):
                 "num_q": 2, "seed": 0}  # fmt: skip
     presets = {"mmspec": {"depth": 3, "top_k": 8, "total_token": 30, "threshold": 0.0, "num_q": 2}}
 
-    def __init__(self, adapter: Any, **spec_args: Any) -> None:
+    def __init__(self, target: Any, **spec_args: Any) -> None:
         if int(spec_args.get("num_q", 2)) < 2:
             raise SpecArgError("vispec: num_q must be >= 2 (compressed tokens + one global feature)")
-        super().__init__(adapter, **spec_args)
+        super().__init__(target, **spec_args)
         # the global image feature of the current turn (a fixed buffer: graph steps read it)
-        self._g = torch.zeros(1, self.net.config.hidden_size, dtype=adapter.dtype, device=adapter.device)
+        self._g = torch.zeros(
+            1, self.net.config.hidden_size, dtype=self.target.dtype, device=self.target.device
+        )
 
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         return ViSpecDraft(cfg, num_q=int(self.args["num_q"]))
