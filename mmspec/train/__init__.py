@@ -1,0 +1,1 @@
+"""``mmspec-train``: regenerate answers with the target, train draft models online, evaluate them."""
