@@ -219,6 +219,22 @@ class Eagle3Draft(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm(hidden))
 
+    def draft_ids(self) -> torch.Tensor:
+        """The target ids of the draft vocabulary, in draft-id order."""
+        ids = torch.arange(self.lm_head.out_features, device=self.d2t.device)
+        return self.to_target_ids(ids)
+
+    def set_draft_vocab(self, target_ids: torch.Tensor) -> None:
+        """Make the draft vocabulary ``target_ids`` (ascending; EAGLE-3's trainer keeps the most
+        frequent target tokens): ``d2t`` offsets and the ``t2d`` membership mask."""
+        ids = torch.as_tensor(target_ids, dtype=torch.long, device=self.d2t.device).sort().values
+        if ids.numel() != self.lm_head.out_features:
+            raise ValueError(f"draft vocabulary needs {self.lm_head.out_features} ids, got {ids.numel()}")
+        with torch.no_grad():
+            self.d2t.copy_(ids - torch.arange(ids.numel(), device=ids.device))
+            self.t2d.zero_()
+            self.t2d[ids] = True
+
     def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
         """Draft-vocabulary ids -> target ids. A draft over the whole target vocabulary uses its ids
         as they are (the reference ignores ``d2t`` then, whatever the buffer holds)."""

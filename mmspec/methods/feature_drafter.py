@@ -181,17 +181,21 @@ class FeatureDrafter(Drafter):
         out[:-1][rows[:-1]] = merged[rows[:-1]]
         return out
 
+    def pair_inputs(self, ctx: DecodeContext, feats: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """Draft inputs and positions of the pairs (token ``t+1``, feature ``t``) for ``t`` below
+        ``ctx.prompt_len``: what ``begin`` runs over a prompt, and what the trainer trains on
+        (``mmspec.train``) — one definition of every row and position."""
+        ids = torch.tensor(ctx.tokens[1 : ctx.prompt_len + 1], device=feats.device)  # token t+1 of row t
+        self._prompt_ids = ids
+        return self.prompt_inputs(ctx, self.token_embeds(ids), feats)
+
     # --------------------------------------------------------------- lifecycle
     @torch.no_grad()
     def begin(self, ctx: DecodeContext, prefill: ForwardOutput) -> None:
         run = self.runner
         run.cache.reset()
         run.reserve(ctx.prompt_len + ctx.max_new_tokens + self.expansion.entries + run.path_max + LEN_STEP)
-        ids = torch.tensor(
-            ctx.tokens[1 : ctx.prompt_len + 1], device=self.target.device
-        )  # token t+1 of row t
-        self._prompt_ids = ids
-        x, positions = self.prompt_inputs(ctx, self.token_embeds(ids), self.features(prefill.hidden))
+        x, positions = self.pair_inputs(ctx, self.features(prefill.hidden))
         run.run_prompt(x, positions)
         run.next_pos = ctx.prompt_len
         run.sync()
