@@ -12,7 +12,7 @@ from typing import Any
 from mmspec.engine import Engine, TurnResult
 from mmspec.environment import environment
 from mmspec.progress import Progress
-from mmspec.records import RecordFile, SampleRecord, TurnRecord, write_json_atomic
+from mmspec.records import RecordFile, SampleRecord, TurnRecord, check_settings, write_json_atomic
 from mmspec.results import RunRecords, build_results
 
 log = logging.getLogger("mmspec")
@@ -70,6 +70,28 @@ def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
     return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
 
 
+def target_identity(adapter: Any) -> dict[str, Any]:
+    """What makes outputs of a loaded target comparable: checkpoint, dtype, attention, execution, device."""
+    return {
+        "pretrained": adapter.pretrained,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "attn_implementation": adapter.attn_implementation,
+        "execution": getattr(adapter, "execution", "eager"),
+        "device": adapter.device.type,
+    }
+
+
+def prepare_execution(adapter: Any, drafter: Any) -> None:
+    """Graph mode: capture the target's verification steps and the drafter's own before any timing."""
+    if hasattr(adapter, "prepare"):
+        n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+        if n:
+            log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
+    n = drafter.prepare()
+    if n:
+        log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
+
+
 class Harness:
     """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
 
@@ -102,11 +124,7 @@ class Harness:
     def _run_identity(self, adapter: Any, drafter: Any) -> dict[str, Any]:
         return {
             "model": self.config.model,
-            "pretrained": adapter.pretrained,
-            "dtype": str(adapter.dtype).replace("torch.", ""),
-            "attn_implementation": adapter.attn_implementation,
-            "execution": getattr(adapter, "execution", "eager"),
-            "device": adapter.device.type,
+            **target_identity(adapter),
             "spec": self.config.spec,
             "spec_args": drafter.describe(),
             "seed": self.config.seed,
@@ -115,19 +133,13 @@ class Harness:
     @staticmethod
     def _check_or_write(path: Path, identity: dict[str, Any], what: str) -> None:
         """Refuse to mix records of different settings in one folder (resume safety)."""
-        import json
-
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            diff = {k: (old.get(k), v) for k, v in identity.items() if old.get(k) != v}
-            if diff:
-                k, (a, b) = next(iter(diff.items()))
-                raise HarnessError(
-                    f"{path.parent} holds {what} run with different settings ({k}: {a!r} -> {b!r}). "
-                    "Use another --output_path, or delete that folder to start over."
-                )
-        else:
-            write_json_atomic(path, identity)
+        diff = check_settings(path, identity)
+        if diff:
+            k, a, b = diff
+            raise HarnessError(
+                f"{path.parent} holds {what} run with different settings ({k}: {a!r} -> {b!r}). "
+                "Use another --output_path, or delete that folder to start over."
+            )
 
     # -------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -148,13 +160,7 @@ class Harness:
         for tr in task_runs:
             self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
 
-        if hasattr(adapter, "prepare"):
-            n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
-            if n:
-                log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
-        n = drafter.prepare()
-        if n:
-            log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
+        prepare_execution(adapter, drafter)
         self._warmup(engine, adapter, task_runs)
         for tr in task_runs:
             self._run_task(engine, adapter, tr, run_dir / tr.name)

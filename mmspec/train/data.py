@@ -81,7 +81,7 @@ def read_conversations(
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise DataError(f"--data_format must be one of {', '.join(FORMATS)} or auto, got {fmt!r}")
-    root = Path(image_root).expanduser() if image_root else _default_image_root(path, fmt)
+    root = Path(image_root).expanduser() if image_root else default_image_root(path, fmt)
     records = _load_records(path)
     out: list[Conversation] = []
     for n, rec in enumerate(records, 1):
@@ -99,6 +99,17 @@ def read_conversations(
     return out
 
 
+def check_images(conversations: list[Conversation], path: str | Path) -> None:
+    """Fail before a model is loaded when conversations of ``path`` name image files that do not exist."""
+    missing = [(c.id, p) for c in conversations for p in c.images if not p.is_file()]
+    if missing:
+        cid, first = missing[0]
+        raise DataError(
+            f"{path}: {len(missing)} image file(s) not found, first: {first} (conversation {cid}); "
+            "set --image_root to the folder the image names are relative to"
+        )
+
+
 def data_hash(path: str | Path) -> str:
     """sha256 of a data file (recorded in a trained draft's manifest)."""
     digest = hashlib.sha256()
@@ -108,7 +119,8 @@ def data_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _default_image_root(path: Path, fmt: str) -> Path:
+def default_image_root(path: Path, fmt: str) -> Path:
+    """Where a file's relative image names point when no ``--image_root`` is given."""
     if fmt == "jsonl" and (path.parent / "images").is_dir():
         return path.parent / "images"
     return path.parent
