@@ -91,12 +91,24 @@ class Eagle3(FeatureDrafter):
     name = "eagle3"
     paper = "EAGLE-3 (Li et al., 2025, arXiv 2503.01840)"
     checkpoint_method = "eagle3"
+    #: draft_vocab_size: an untrained draft's vocabulary (0: the published size for the target)
     defaults = {"checkpoint": "", "depth": 3, "top_k": 8, "total_token": 30, "threshold": 0.0,
-                "layers": "auto", "seed": 0}  # fmt: skip
+                "layers": "auto", "draft_vocab_size": 0, "seed": 0}  # fmt: skip
     presets = {"mmspec": {**_MMSPEC_TREE, "threshold": 0.0}}
 
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
         return Eagle3Draft(cfg)
+
+    def random_config(self) -> DraftConfig:
+        cfg = super().random_config()
+        size = int(self.args["draft_vocab_size"])
+        if size > 0:
+            if size > cfg.vocab_size:
+                raise SpecArgError(
+                    f"eagle3: draft_vocab_size {size} exceeds the target vocabulary {cfg.vocab_size}"
+                )
+            cfg.draft_vocab_size = size
+        return cfg
 
     def check_config(self, cfg: DraftConfig, source: Any) -> None:
         if (cfg.target_hidden_size or cfg.hidden_size) != self.target.hidden_size:

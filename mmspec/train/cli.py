@@ -76,12 +76,47 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    """``fit``'s flags, read by :func:`mmspec.train.fit.main_fit`.
-
-    LEAD / trainer: add fit's own flags here (``--spec``, ``--stage``, ``--init``, ``--time_budget``,
-    ``--max_steps``, checkpoint interval, recipe hyper-parameters). The shared ones are set below.
-    """
-    add_shared_arguments(p, "folder of the trained draft (published layout + manifest)")
+    """``fit``'s flags, read by :func:`mmspec.train.fit.main_fit`; recipe defaults in README."""
+    add_shared_arguments(
+        p, "folder of the trained draft (published layout + manifest; resumed when it has checkpoints)"
+    )
+    p.add_argument("--spec", required=True, choices=["eagle", "eagle2", "eagle3", "msd", "vispec", "medusa"],
+                   help="draft method (eagle trains the draft eagle and eagle2 share)")  # fmt: skip
+    p.add_argument("--stage", type=int, choices=[1, 2], default=None,
+                   help="ViSpec: 1 = text-only stage, 2 = multimodal stage (with --init STAGE1_DIR)")  # fmt: skip
+    p.add_argument("--init", default=None, help="continue from a draft folder (e.g. ViSpec's stage-1 draft)")
+    p.add_argument("--spec_args", default="", help="k=v,... network settings, e.g. num_q=2 or layers=2:4:5")
+    p.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")
+    p.add_argument(
+        "--time_budget", type=float, default=None, help="stop (and export) after this many seconds"
+    )
+    p.add_argument(
+        "--checkpoint_every", type=int, default=200, help="save a resumable checkpoint every N steps"
+    )
+    p.add_argument("--grad_accum", type=int, default=1, help="sequences per optimiser step (default 1)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument(
+        "--noise", type=float, default=None, help="uniform feature-noise width (default: the recipe's)"
+    )
+    p.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
+                   help="auto: bf16 on CUDA, none on the CPU")  # fmt: skip
+    p.add_argument("--max_length", type=int, default=2048, help="truncate training sequences to N tokens")
+    p.add_argument("--draft_vocab_size", type=int, default=None,
+                   help="EAGLE-3 draft vocabulary (default: the published size; the most frequent answer tokens)")  # fmt: skip
+    p.add_argument("--ttt_steps", type=int, default=None, help="EAGLE-3 training-time-test steps (default 7)")
+    p.add_argument("--mtp_steps", type=int, default=None, help="ViSpec stage 2 self-fed passes (default 1)")
+    p.add_argument(
+        "--system_prompt", default=None, help="system message (default: MMSpec's Vicuna prompt; '' for none)"
+    )
+    p.add_argument(
+        "--eval_data", default=None, help="held-out conversations: acceptance written to the manifest"
+    )
+    p.add_argument(
+        "--eval_limit", type=int, default=20, help="conversations of --eval_data used (default 20)"
+    )
+    p.add_argument(
+        "--eval_max_new_tokens", type=int, default=256, help="answer length in the held-out evaluation"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

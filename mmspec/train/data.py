@@ -42,6 +42,11 @@ class Conversation:
     answer_ids: list[list[int]] | None = None
     images: list[Path] = field(default_factory=list)
     category: str | None = None
+    regen: dict[str, Any] | None = None  # the settings the answers were regenerated with, if they were
+
+    def system_prompt(self, default: str | None) -> str | None:
+        """The system prompt the answers were made under (regenerated data records it)."""
+        return self.regen["system_prompt"] if self.regen and "system_prompt" in self.regen else default
 
     def to_json(self, image_root: Path | None = None) -> dict[str, Any]:
         """The ``jsonl`` layout (image paths relative to ``image_root`` when they are inside it)."""
@@ -161,6 +166,7 @@ def _jsonl(rec: dict[str, Any], root: Path) -> Conversation:
         id=str(rec["id"]), turns=turns, answers=[str(a) for a in answers] if answers is not None else None,
         answer_ids=[[int(x) for x in a] for a in ids] if ids is not None else None,
         images=_images(rec.get("image", rec.get("images")), root), category=rec.get("category") or rec.get("topic"),
+        regen=rec.get("regen") if isinstance(rec.get("regen"), dict) else None,
     )  # fmt: skip
 
 

@@ -69,6 +69,7 @@ class FitConfig:
     mtp_steps: int | None = None
     eval_data: str | None = None
     eval_limit: int = 20
+    eval_max_new_tokens: int = 256
 
 
 def _schedule(step: int, total: int, warmup: float) -> float:
@@ -129,7 +130,8 @@ class _Sequences:
         random.Random(self.cfg.seed * 7919 + epoch).shuffle(order)
         conv, turn = pool[order[offset]]
         if conv not in self._cache:
-            self._cache = {conv: conversation_examples(self.adapter, self.convs[conv], self.cfg.system_prompt,
+            c = self.convs[conv]
+            self._cache = {conv: conversation_examples(self.adapter, c, c.system_prompt(self.cfg.system_prompt),
                                                        self.cfg.max_length)}  # fmt: skip
         examples = self._cache[conv]
         return examples[min(turn, len(examples) - 1)]
@@ -154,6 +156,10 @@ def build_drafter(adapter: Any, cfg: FitConfig, recipe: Recipe) -> Any:
     from mmspec.methods import get_spec
 
     args = {"seed": cfg.seed, **cfg.spec_args, "checkpoint": cfg.init or "random"}
+    if cfg.draft_vocab_size is not None:
+        if recipe.spec != "eagle3":
+            raise UsageError("--draft_vocab_size is for --spec eagle3")
+        args["draft_vocab_size"] = cfg.draft_vocab_size
     drafter = get_spec(recipe.spec)(adapter, **args)
     net = drafter.net.float().train()
     for name, p in net.named_parameters():
@@ -229,7 +235,7 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
             with sync, accelerator.autocast():
                 loss, stats = module(tp, gen)
                 accelerator.backward(loss / cfg.grad_accum)
-            step_loss += float(loss) / cfg.grad_accum
+            step_loss += float(loss.detach()) / cfg.grad_accum
             step_acc += stats.get("acc", 0.0) / cfg.grad_accum
             step_tokens += stats.get("tokens", 0.0)
         if recipe.clip_value:
@@ -324,13 +330,50 @@ def _manifest(cfg: FitConfig, recipe: Recipe, drafter: Any, adapter: Any, lr: fl
 
 
 def _evaluate(adapter: Any, cfg: FitConfig, recipe: Recipe) -> dict[str, Any]:
-    """Held-out acceptance of the exported draft (``mmspec-train eval``'s computation)."""
+    """Held-out acceptance of the exported draft, loaded from its folder as a user would."""
+    from mmspec.methods import get_spec
     from mmspec.train.evaluate import evaluate_draft
 
-    convs = read_conversations(cfg.eval_data, "auto", cfg.image_root, cfg.eval_limit)
-    return evaluate_draft(
-        adapter, None, convs, spec=recipe.spec, checkpoint=cfg.out, system_prompt=cfg.system_prompt
+    convs = read_conversations(cfg.eval_data, "auto", None, cfg.eval_limit)
+    drafter = get_spec(recipe.spec)(adapter, **{**cfg.spec_args, "checkpoint": cfg.out})
+    report = evaluate_draft(adapter, drafter, convs, max_new_tokens=cfg.eval_max_new_tokens,
+                            system_prompt=cfg.system_prompt, progress=False)  # fmt: skip
+    keep = (
+        "mat",
+        "mean_accepted_per_round",
+        "acceptance_by_depth",
+        "exact_match_rate",
+        "new_tokens",
+        "rounds",
     )
+    return {"data": str(cfg.eval_data), "overall": {k: report["overall"].get(k) for k in keep},
+            "categories": {c: {k: v.get(k) for k in keep} for c, v in report.get("categories", {}).items()}}  # fmt: skip
+
+
+def main_fit(args: Any) -> int:
+    """``mmspec-train fit`` (argparse namespace from :func:`mmspec.train.cli.add_fit_arguments`)."""
+    from mmspec.cli import parse_kv
+
+    if args.max_steps < 1 or args.grad_accum < 1 or args.checkpoint_every < 1:
+        raise UsageError("--max_steps, --grad_accum and --checkpoint_every must be at least 1")
+    system = VICUNA_SYSTEM if args.system_prompt is None else (args.system_prompt or None)
+    cfg = FitConfig(
+        spec=args.spec, data=args.data, out=args.out, model=args.model,
+        model_args=parse_kv(args.model_args, "--model_args"), stage=args.stage, init=args.init,
+        spec_args=parse_kv(args.spec_args, "--spec_args"), data_format=args.data_format,
+        image_root=args.image_root, system_prompt=system, limit=args.limit, max_length=args.max_length,
+        max_steps=args.max_steps, time_budget=args.time_budget, checkpoint_every=args.checkpoint_every,
+        grad_accum=args.grad_accum, lr=args.lr, noise=args.noise, mixed_precision=args.mixed_precision,
+        seed=args.seed, draft_vocab_size=args.draft_vocab_size, ttt_steps=args.ttt_steps,
+        mtp_steps=args.mtp_steps, eval_data=args.eval_data, eval_limit=args.eval_limit,
+        eval_max_new_tokens=args.eval_max_new_tokens,
+    )  # fmt: skip
+    manifest = fit(cfg)
+    print(f"{args.out}: {summary_line(manifest)}")
+    if "eval" in manifest:
+        o = manifest["eval"]["overall"]
+        print(f"held-out: MAT {o['mat']}, exact match {o['exact_match_rate']}")
+    return 0
 
 
 def _progress(start: int, total: int, main: bool):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from mmspec.errors import UsageError
+from mmspec.graphs import additive_mask
 from mmspec.train.features import TargetPass
 
 Step = Callable[..., tuple[torch.Tensor, dict[str, float]]]
@@ -135,31 +136,37 @@ def vispec_stage2_loss(
     return total / steps, stats
 
 
+def ttt_passes(drafter: Any, tp: TargetPass, steps: int):
+    """EAGLE-3's training-time test, unrolled: yields ``(k, outputs [R, H], positions)`` for
+    ``k = 0 .. steps - 1``. Step ``k`` feeds row ``t`` token ``t+1+k`` and the row's step-``k-1``
+    output, at position ``t + k``; it attends to the step-0 rows up to ``t`` and to its own rows of
+    steps 1..k — what a chain at tree depth ``k + 1`` sees at inference."""
+    net, n, ids = drafter.net, tp.length, tp.ids
+    (emb, hidden), pos = drafter.pair_inputs(tp.ctx, _features(drafter, tp))
+    cache = DynamicCache()
+    causal = pos[:, None] >= pos[None, :]
+    eye = torch.eye(pos.shape[0], dtype=torch.bool, device=pos.device)
+    for k in range(steps):
+        visible = torch.cat([causal, *([eye] * k)], dim=1)
+        out = net.run(
+            (emb[None], hidden[None]), (pos + k)[None], additive_mask(visible, hidden.dtype), cache
+        )[0]
+        yield k, out, pos
+        emb, hidden = drafter.token_embeds(ids[(pos + 2 + k).clamp(max=n - 1)]), out
+
+
 def eagle3_loss(
     drafter: Any, tp: TargetPass, gen: torch.Generator | None, recipe: Recipe
 ) -> tuple[torch.Tensor, dict]:
-    """EAGLE-3's training-time test: ``ttt_steps`` unrolled steps on the draft's own outputs. Step
-    ``k`` feeds row ``t`` token ``t+1+k`` and the row's step-``k-1`` output at position ``t + k``;
-    it attends to the step-0 rows up to ``t`` and to its own rows of steps 1..k (what a chain at
-    tree depth ``k + 1`` sees); soft cross-entropy over the draft vocabulary, weighted 0.8^k,
-    skipping rows whose target token is outside the draft vocabulary."""
+    """EAGLE-3: soft cross-entropy over the draft vocabulary at every training-time-test step,
+    weighted 0.8^k, skipping rows whose target token is outside the draft vocabulary."""
     net, n = drafter.net, tp.length
-    ids = tp.ids
-    (emb, hidden), pos = drafter.pair_inputs(tp.ctx, _features(drafter, tp))
-    rows = pos.shape[0]
-    cache = DynamicCache()
-    causal = pos[:, None] >= pos[None, :]
-    eye = torch.eye(rows, dtype=torch.bool, device=pos.device)
     draft_ids = net.draft_ids()  # draft vocabulary -> target ids
-    in_vocab = torch.zeros(tp.logits.shape[-1], dtype=torch.bool, device=pos.device)
+    in_vocab = torch.zeros(tp.logits.shape[-1], dtype=torch.bool, device=draft_ids.device)
     in_vocab[draft_ids] = True
     total, weight_sum, stats = 0.0, 0.0, {}
-    for k in range(int(recipe.options.get("ttt_steps", 7))):
-        visible = torch.cat([causal, *([eye] * k)], dim=1)
-        mask = torch.where(visible, 0.0, torch.finfo(hidden.dtype).min).to(hidden.dtype)[None, None]
-        out = net.run((emb[None], hidden[None]), (pos + k)[None], mask, cache)[0]
-        nxt = (pos + 1 + k).clamp(max=n - 1)
-        teacher = tp.logits[nxt].float()
+    for k, out, pos in ttt_passes(drafter, tp, int(recipe.options.get("ttt_steps", 7))):
+        teacher = tp.logits[(pos + 1 + k).clamp(max=n - 1)].float()
         valid = (pos + 1 + k <= n - 1) & tp.supervised(pos + 2 + k) & in_vocab[teacher.argmax(-1)]
         p = torch.softmax(teacher[:, draft_ids], dim=-1)
         logq = torch.log_softmax(net.logits(out).float(), dim=-1)
@@ -167,8 +174,6 @@ def eagle3_loss(
         total = total + w * _masked_mean(-(p * logq).sum(-1), valid)
         weight_sum += w
         stats = stats or _stats(logq, p, valid)
-        emb = drafter.token_embeds(ids[(pos + 2 + k).clamp(max=n - 1)])
-        hidden = out
     return total / weight_sum, stats
 
 
