@@ -1,137 +1,74 @@
-"""Draft networks fitted to a tiny target by self-distillation (seconds on a CPU).
+"""Draft networks trained on a tiny target by ``mmspec-train`` (regen + fit; seconds on a CPU).
 
 A random draft proposes tokens the target almost never samples, so a temperature-1 test with it
-would check nothing and greedy runs would never accept. These drafts are trained, through the
-drafters' own prompt path (``prompt_inputs`` + one causal pass of the network), to match the
-target's next-token distribution on the target's own samples. Acceptance during decoding then
-also checks that the incremental tree/accept path computes what the training pass computed.
+would check nothing and greedy runs would never accept. These drafts are trained by the real
+trainer on the target's own greedy and sampled answers to a few image prompts (the prompts the
+acceptance tests then decode), loaded back from the exported folder like any published draft.
+Acceptance during decoding therefore also checks that the incremental tree/accept path computes
+what the trainer's full-sequence pass computes.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from functools import cache
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from _models import prompt, tiny_adapter
+from _models import make_image, tiny_adapter
 
-from mmspec.adapters.base import Capture, PromptInputs
-from mmspec.engine import Engine
 from mmspec.methods import get_spec
-from mmspec.methods.base import DecodeContext
-from mmspec.methods.baseline import Baseline
-from mmspec.methods.feature_drafter import FeatureDrafter
-from mmspec.methods.medusa import Medusa
+from mmspec.train.data import read_conversations
+from mmspec.train.fit import FitConfig, fit
+from mmspec.train.regen import RegenSettings, regenerate
 
 QUESTIONS = ("Describe the picture.", "What colour is the square?", "Explain the chart in detail.",
              "What is shown here?", "Write a caption.", "Is there a circle?")  # fmt: skip
 
+#: the training recipe behind each method (ViSkip variants use their inner method's draft)
+TRAINED_AS = {"eagle": "eagle", "eagle2": "eagle", "eagle3": "eagle3", "msd": "msd", "vispec": "vispec",
+              "medusa": "medusa"}  # fmt: skip
+
+_ROOT = tempfile.TemporaryDirectory(prefix="mmspec-test-drafts-")
+
 
 @cache
-def _sequences(
-    model: str, dtype: str, n_tokens: int = 48
-) -> tuple[tuple[PromptInputs, tuple[int, ...]], ...]:
-    """The target's own greedy and temperature-1 continuations of a few image prompts."""
-    adapter = tiny_adapter(model, dtype)
-    engine = Engine(adapter, Baseline(adapter))
-    out = []
+def training_data(model: str, dtype: str, n_tokens: int = 48) -> Path:
+    """The target's own greedy and temperature-1 answers to the image prompts of ``QUESTIONS``."""
+    folder = Path(_ROOT.name) / f"{model}-{dtype}"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    prompts = []
     for i, q in enumerate(QUESTIONS):
-        p = prompt(adapter, q, seed=i)
-        for temperature in (0.0, 1.0):
-            res = engine.generate(p, n_tokens, temperature=temperature, seed=100 + i)
-            ids = torch.tensor([[*p.ids, *res.token_ids]])
-            out.append(
-                (
-                    PromptInputs(ids, _extend(p.model_inputs, p.length, ids.shape[1]), p.text),
-                    tuple(res.token_ids),
-                )
-            )
-    return tuple(out)
+        make_image(seed=i).save(folder / "images" / f"img{i}.png")
+        prompts.append(json.dumps({"id": f"q{i}", "image": f"img{i}.png", "turns": [q]}))
+    (folder / "prompts.jsonl").write_text("\n".join(prompts) + "\n")
+    adapter = tiny_adapter(model, dtype)
+    answers = []
+    for temperature in (0.0, 1.0):
+        part = folder / f"answers_t{temperature:g}.jsonl"
+        settings = RegenSettings(temperature=temperature, seed=100, max_new_tokens=n_tokens)
+        regenerate(adapter, read_conversations(folder / "prompts.jsonl"), part, settings, model=model)
+        for line in part.read_text().splitlines():  # ids made unique across the two parts
+            rec = json.loads(line)
+            rec["id"] = f"{rec['id']}-t{temperature:g}"
+            answers.append(json.dumps(rec))
+    data = folder / "answers.jsonl"
+    data.write_text("\n".join(answers) + "\n")
+    return data
 
 
-def _extend(inputs: dict, old: int, new: int) -> dict:
-    """Per-token processor tensors (e.g. Qwen's ``mm_token_type_ids``) padded for appended text."""
-    out = {}
-    for key, value in inputs.items():
-        if torch.is_tensor(value) and value.dim() == 2 and value.shape == (1, old):
-            value = torch.cat([value, torch.zeros(1, new - old, dtype=value.dtype)], dim=1)
-        out[key] = value
+@cache
+def trained_folder(model: str, dtype: str, recipe: str, steps: int) -> Path:
+    out = Path(_ROOT.name) / f"{model}-{dtype}-{recipe}-{steps}"
+    options = {"eagle3": {"ttt_steps": 3}, "vispec": {"stage": 2}, "medusa": {"lr": 1e-2}}.get(recipe, {})
+    cfg = FitConfig(spec=recipe, data=str(training_data(model, dtype)), out=str(out), max_steps=steps,
+                    checkpoint_every=10**6, lr=options.pop("lr", 3e-3), noise=0.0, **options)  # fmt: skip
+    fit(cfg, adapter=tiny_adapter(model, dtype))
     return out
 
 
-def _batches(adapter, capture: Capture, model: str, dtype: str):
-    for seq, _ in _sequences(model, dtype):
-        out = adapter.prefill(seq, Capture(hidden=capture.hidden, all_logits=True, embeds=True))
-        yield seq, out
-
-
-def _fit_feature_drafter(drafter: FeatureDrafter, model: str, dtype: str, steps: int) -> None:
-    adapter, net = tiny_adapter(model, dtype), drafter.net
-    data = []
-    for seq, out in _batches(adapter, drafter.capture_prefill, model, dtype):
-        ids = seq.ids
-        n = len(ids)
-        ctx = DecodeContext(
-            tokens=ids, prompt_len=n - 1, image_spans=adapter.image_spans(ids), image_token_ids=adapter.image_token_ids,
-            stop_token_ids=adapter.stop_token_ids, temperature=1.0, max_new_tokens=1,
-            prompt_embeds=out.inputs_embeds[: n - 1],
-        )  # fmt: skip
-        feats = drafter.features({k: v[: n - 1] for k, v in out.hidden.items()})
-        target = torch.softmax(out.logits[1:].float(), -1)  # pair t predicts the token after t + 1
-        data.append((ctx, torch.tensor(ids[1:]), feats, target))
-    params = [p for name, p in net.named_parameters() if not name.startswith("embed_tokens")]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=3e-3)
-    for step in range(steps):
-        ctx, ids, feats, target = data[step % len(data)]
-        with torch.enable_grad():
-            drafter._prompt_ids = ids
-            x, pos = drafter.prompt_inputs(ctx, drafter.token_embeds(ids), feats)
-            batched = tuple(t[None] for t in x) if isinstance(x, tuple) else x[None]
-            hidden = net.run(batched, pos[None], None, None)[0]
-            logits = net.logits(hidden) if hasattr(net, "logits") else adapter.lm_head(hidden)
-            loss = F.kl_div(torch.log_softmax(logits.float(), -1), target[pos], reduction="batchmean")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.requires_grad_(False)
-
-
-def _fit_medusa(drafter: Medusa, model: str, dtype: str, steps: int) -> None:
-    adapter, net = tiny_adapter(model, dtype), drafter.net
-    final = adapter.num_layers
-    data = [(out.hidden[final], torch.softmax(out.logits.float(), -1))
-            for _, out in _batches(adapter, drafter.capture_prefill, model, dtype)]  # fmt: skip
-    params = list(net.medusa_head.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=1e-2)  # zero-initialised residual heads: a larger step
-    heads = len(net.medusa_head)
-    for step in range(steps):
-        h, probs = data[step % len(data)]
-        n = h.shape[0]
-        with torch.enable_grad():
-            out = net(h)  # head i at position t scores the token after t + 1 + i
-            loss = sum(
-                F.kl_div(torch.log_softmax(adapter.lm_head(out[i, : n - 1 - i]).float(), -1), probs[1 + i :],
-                         reduction="batchmean")
-                for i in range(heads)
-            )  # fmt: skip
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.requires_grad_(False)
-
-
-@cache
 def distilled_drafter(model: str, spec: str, dtype: str = "float64", steps: int = 150, **spec_args):
-    """``spec`` on ``tiny_adapter(model, dtype)`` with its draft fitted to the target (cached)."""
-    adapter = tiny_adapter(model, dtype)
-    drafter = get_spec(spec)(adapter, checkpoint="random", **spec_args)
-    inner = getattr(drafter, "inner", drafter)
-    if isinstance(inner, Medusa):
-        _fit_medusa(inner, model, dtype, steps)
-    else:
-        _fit_feature_drafter(inner, model, dtype, steps)
-    return drafter
+    """``spec`` on ``tiny_adapter(model, dtype)`` with a draft trained on the target (cached)."""
+    recipe = TRAINED_AS[spec.removesuffix("_vskip")]
+    folder = trained_folder(model, dtype, recipe, steps)
+    return get_spec(spec)(tiny_adapter(model, dtype), checkpoint=str(folder), **spec_args)

@@ -33,6 +33,8 @@ from mmspec.train.recipes import Recipe, recipe_for
 log = logging.getLogger("mmspec.train")
 
 CHECKPOINTS = "checkpoints"
+#: conversations whose encoded sequences (processor outputs) are kept between uses
+CACHED_CONVERSATIONS = 64
 
 
 class TrainingInterrupted(RuntimeError):
@@ -95,7 +97,7 @@ class _LossModule(torch.nn.Module):
 
 class _Sequences:
     """The training sequences in a seeded order; built on demand (the target's processor runs on
-    the CPU) and kept per conversation."""
+    the CPU) and the most recently used conversations' kept."""
 
     def __init__(self, adapter: Any, convs: list[Conversation], cfg: FitConfig, recipe: Recipe) -> None:
         if recipe.options.get("text_only"):
@@ -129,11 +131,15 @@ class _Sequences:
         order = list(range(len(pool)))
         random.Random(self.cfg.seed * 7919 + epoch).shuffle(order)
         conv, turn = pool[order[offset]]
-        if conv not in self._cache:
+        examples = self._cache.pop(conv, None)
+        if examples is None:
             c = self.convs[conv]
-            self._cache = {conv: conversation_examples(self.adapter, c, c.system_prompt(self.cfg.system_prompt),
-                                                       self.cfg.max_length)}  # fmt: skip
-        examples = self._cache[conv]
+            examples = conversation_examples(
+                self.adapter, c, c.system_prompt(self.cfg.system_prompt), self.cfg.max_length
+            )
+            if len(self._cache) >= CACHED_CONVERSATIONS:
+                self._cache.pop(next(iter(self._cache)))
+        self._cache[conv] = examples  # most recently used last
         return examples[min(turn, len(examples) - 1)]
 
 
