@@ -22,6 +22,8 @@ MODEL_ARG_KEYS = {
     "min_pixels": "Qwen2.5-VL processor: minimum image pixels",
     "max_pixels": "Qwen2.5-VL processor: maximum image pixels",
     "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
+    "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
+    "proxy_seed": "proxy-* models: build seed (default 0)",
 }
 
 
@@ -33,6 +35,23 @@ class ModelEntry:
     pretrained: str | None = None  # default hub id (real models)
     tiny: str | None = None  # tiny builder name (offline test models)
     defaults: dict[str, Any] = field(default_factory=dict)
+    proxy: str | None = None  # trained proxy target family (built on demand by mmspec.proxy)
+
+
+def _proxy_entries() -> list[ModelEntry]:
+    """``proxy-<family>`` (size from ``proxy_size``, default M) and ``proxy-<family>-<size>`` aliases."""
+    adapters = {
+        "qwen25vl": "mmspec.adapters.qwen25vl:Qwen25VLAdapter",
+        "llava15": "mmspec.adapters.llava:Llava15Adapter",
+    }
+    out = []
+    for family, adapter in adapters.items():
+        out.append(ModelEntry(f"proxy-{family}", adapter, f"trained proxy {family} target (built on demand; size "
+                              "via proxy_size=micro|S|M, default M)", proxy=family))  # fmt: skip
+        for size in ("micro", "S", "M"):
+            out.append(ModelEntry(f"proxy-{family}-{size}", adapter, f"trained proxy {family} target, size {size}",
+                                  proxy=family, defaults={"proxy_size": size}))  # fmt: skip
+    return out
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -51,6 +70,7 @@ MODELS: dict[str, ModelEntry] = {
                    "tiny random LLaVA-1.5 (offline; tests and demo)", tiny="tiny-llava15"),
         ModelEntry("tiny-llava16", "mmspec.adapters.llava:Llava16Adapter",
                    "tiny random LLaVA-1.6/NeXT (offline; tests and demo)", tiny="tiny-llava16"),
+        *_proxy_entries(),
     ]
 }  # fmt: skip
 
@@ -108,8 +128,15 @@ def load_model(name: str, model_args: dict[str, Any] | None = None):
     entry = get_model_entry(name)
     args = resolve_model_args(name, dict(model_args or {}))
     pretrained = args.pop("pretrained", None)
+    proxy_size, proxy_seed = args.pop("proxy_size", None), args.pop("proxy_seed", None)
+    if (proxy_size is not None or proxy_seed is not None) and not entry.proxy:
+        raise ValueError(f"--model_args proxy_size/proxy_seed apply to proxy-* models, not {name!r}")
     if pretrained is None:
-        if entry.tiny:
+        if entry.proxy:
+            from mmspec.proxy.build import ensure_proxy_model
+
+            pretrained = str(ensure_proxy_model(entry.proxy, proxy_size or "M", int(proxy_seed or 0)))
+        elif entry.tiny:
             from mmspec.adapters.tiny import ensure_tiny_model
 
             pretrained = str(ensure_tiny_model(entry.tiny))

@@ -1,0 +1,119 @@
+"""Proxy model plumbing: tokenizer and chat template, sequences vs the processor, device-side inputs."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from mmspec.proxy.generator import sample
+from mmspec.proxy.presets import PRESETS, image_tokens, tiny_spec
+from mmspec.proxy.sequences import ASSISTANT, IMAGE, SYSTEM, USER, ConversationEncoder
+
+FAMILIES = ("qwen25vl", "llava15")
+
+
+@cache
+def untrained(family: str):
+    from mmspec.adapters.tiny import make_model
+    from mmspec.proxy.tokenizer import train_tokenizer
+
+    preset = PRESETS["micro"]
+    tok = train_tokenizer(family, preset.vocab, 0, 150)
+    return make_model(tiny_spec(family, preset, 0, preset.vocab), tok)
+
+
+def encoder(family: str) -> ConversationEncoder:
+    _, proc = untrained(family)
+    token = "<|image_pad|>" if family == "qwen25vl" else "<image>"
+    return ConversationEncoder(
+        proc.tokenizer, proc.chat_template, family, token, image_tokens(family, PRESETS["micro"])
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tokenizer_round_trip_special_tokens_and_template(family: str) -> None:
+    _, proc = untrained(family)
+    tok = proc.tokenizer
+    text = 'The sign says "open daily 24". There are 3 red shapes: a circle and a star.'
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert tok.decode(ids) == text
+    assert len(ids) <= len(text.split()) * 2  # a closed lexicon: about one token per word
+    if family == "qwen25vl":
+        for special in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"):
+            assert len(tok(special).input_ids) == 1
+        assert tok.eos_token == "<|im_end|>"
+        assert "<|im_start|>assistant\n" in proc.chat_template
+    else:
+        assert tok.convert_tokens_to_ids("<image>") != tok.unk_token_id
+        assert tok.bos_token == "<s>" and tok.eos_token == "</s>"
+        assert "ASSISTANT:" in proc.chat_template
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sequences_match_the_processor_and_cover_each_answer_once(family: str) -> None:
+    from mmspec.proxy.generator import SYSTEM_PROMPT
+    from mmspec.tasks.messages import mmspec_chat
+
+    _, proc = untrained(family)
+    enc = encoder(family)
+    s = next(
+        s for s in (sample(0, i, size=112) for i in range(60)) if s.category == "multi-turn conversation"
+    )
+    seqs = enc.encode(s.prompts, s.answers, True)
+    # the first turn's prompt is exactly the processor's input_ids (image placeholder expanded)
+    text = proc.apply_chat_template(
+        mmspec_chat(SYSTEM_PROMPT, s.prompts[:1], [], 1), add_generation_prompt=True
+    )
+    ref = proc(images=[s.image], text=[text], return_tensors="pt").input_ids[0].tolist()
+    assert seqs[0].ids[: len(ref)].tolist() == ref
+    assert seqs[0].roles[0] == SYSTEM and (seqs[0].roles == IMAGE).sum() == image_tokens(
+        family, PRESETS["micro"]
+    )
+    # every answer appears exactly once as assistant tokens, followed by the stop token
+    answers = [
+        proc.tokenizer.decode(e.ids[e.roles == ASSISTANT].tolist(), skip_special_tokens=True) for e in seqs
+    ]
+    joined = " ".join(answers)
+    for a in s.answers:
+        assert joined.count(a.strip()) >= 1
+    assert sum((e.ids[e.roles == ASSISTANT] == enc.eos_id).sum() for e in seqs) == len(s.turns)
+    assert all((e.roles == USER).any() for e in seqs)
+    if family == "qwen25vl":
+        assert len(seqs) == 1  # the template renders earlier turns as a prefix: one sequence
+    else:
+        assert len(seqs) == len(s.turns)  # LLaVA's template drops </s> from past answers
+
+
+def test_qwen_positions_match_get_rope_index() -> None:
+    from mmspec.proxy.batches import qwen_positions
+
+    model, proc = untrained("qwen25vl")
+    enc = encoder("qwen25vl")
+    with_img = enc.encode(["What color is the circle?"], ["It is red."], True)[0]
+    text = enc.encode(["Sort: b, a."], ["a, b."], False)[0]
+    length = max(len(with_img.ids), len(text.ids)) + 3
+    ids = torch.full((2, length), proc.tokenizer.pad_token_id)
+    mask = torch.zeros(2, length, dtype=torch.long)
+    for row, e in enumerate((with_img, text)):
+        ids[row, : len(e.ids)] = torch.from_numpy(e.ids)
+        mask[row, : len(e.ids)] = 1
+    mm = (ids == model.config.image_token_id).int()
+    grid = torch.tensor([[1, 8, 8]])
+    ref, _ = model.model.get_rope_index(ids, mm, image_grid_thw=grid, attention_mask=mask)
+    ours = qwen_positions(ids, torch.tensor([with_img.image_start, -1]), 16, (4, 4))
+    assert torch.equal(ours[:, mask.bool()], ref[:, mask.bool()])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_device_image_preprocessing_equals_processor_on_pil(family: str) -> None:
+    _, proc = untrained(family)
+    s = [sample(0, i, size=224) for i in range(8)]
+    images = [x.image for x in s if x.image is not None][:3]
+    batch = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).contiguous()
+    ours = proc.image_processor(images=batch, return_tensors="pt", device="cpu")["pixel_values"]
+    ref = proc.image_processor(images=images, return_tensors="pt")["pixel_values"]  # 224 -> 112: resized
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, atol=1e-5)
