@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mmspec.registry import load_object, unknown
@@ -123,6 +125,17 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _is_proxy_checkpoint(pretrained: str | None) -> bool:
+    """A folder built by ``mmspec-proxy`` (its ``manifest.json`` names the proxy build version)."""
+    if not pretrained:
+        return False
+    manifest = Path(pretrained) / "manifest.json"
+    try:
+        return manifest.is_file() and "proxy_build_version" in json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def load_model(name: str, model_args: dict[str, Any] | None = None):
     """Build the adapter for ``--model name`` with ``--model_args``; tiny models are built on demand."""
     entry = get_model_entry(name)
@@ -142,6 +155,12 @@ def load_model(name: str, model_args: dict[str, Any] | None = None):
             pretrained = str(ensure_tiny_model(entry.tiny))
         else:
             pretrained = entry.pretrained
+    if _is_proxy_checkpoint(pretrained):
+        # A proxy target was trained at one fixed image size: its saved processor bounds are part of the
+        # model, so the family's MMSpec pixel defaults do not apply (explicit --model_args still do).
+        for key in ("min_pixels", "max_pixels"):
+            if key not in (model_args or {}):
+                args.pop(key, None)
     processor_kwargs = {k: args.pop(k) for k in ("min_pixels", "max_pixels") if k in args}
     adapter_cls = load_object(entry.adapter)
     adapter = adapter_cls.from_pretrained(pretrained, processor_kwargs=processor_kwargs, **args)

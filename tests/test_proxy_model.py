@@ -117,3 +117,17 @@ def test_device_image_preprocessing_equals_processor_on_pil(family: str) -> None
     ref = proc.image_processor(images=images, return_tensors="pt")["pixel_values"]  # 224 -> 112: resized
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_pool_is_the_same_with_worker_processes() -> None:
+    """The GPU path renders with spawned workers; they must give exactly the in-process pool."""
+    from mmspec.proxy.pool import build_pool
+
+    _, proc = untrained("qwen25vl")
+    args = (proc.tokenizer, proc.chat_template, "qwen25vl", "<|image_pad|>", 16)
+    a = build_pool(args, 5, 12, 2, 112, workers=0)
+    b = build_pool(args, 5, 12, 2, 112, workers=2)
+    for field in ("tokens", "roles", "offsets", "lengths", "image_slot", "image_start", "images"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert a.entropy == b.entropy and a.categories == b.categories
+    assert a.images.any() and (a.image_slot >= 0).any() and (a.image_slot < 0).any()

@@ -10,6 +10,7 @@ sequence); a test proves them equal to the model's ``get_rope_index``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ class DevicePool:
         def t(a):
             return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-        images = torch.from_numpy(pool.images).permute(0, 3, 1, 2).contiguous().to(device)
+        images = torch.from_numpy(pool.images).to(device).permute(0, 3, 1, 2).contiguous()
         return cls(
             t(pool.tokens.astype(np.int64)),
             t(pool.roles),
@@ -96,6 +97,20 @@ class Batcher:
         self.dev, self.family, self.ip = dev, family, image_processor
         self.pad_id, self.n_image, self.grid_hw = pad_id, n_image, grid_hw
         self.weights = torch.tensor(ROLE_WEIGHTS, device=dev.tokens.device)
+        self._cpu_fallback = False
+
+    def _process(self, pix: torch.Tensor) -> dict:
+        """The processor's own code on the device; on the CPU (then moved) if that ever fails."""
+        if not self._cpu_fallback:
+            try:
+                return self.ip(images=pix, return_tensors="pt", device=pix.device)
+            except Exception as exc:  # keep training; the manifest notes the slower path
+                self._cpu_fallback = True
+                warnings.warn(
+                    f"image processor failed on {pix.device} ({exc}); processing on the CPU", stacklevel=2
+                )
+        out = self.ip(images=pix.cpu(), return_tensors="pt")
+        return {k: v.to(pix.device) for k, v in out.items()}
 
     def __call__(self, idx: np.ndarray) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """(model inputs, next-token targets ``[B, L-1]``, their loss weights ``[B, L-1]``)."""
@@ -113,7 +128,7 @@ class Batcher:
         with_image = slots >= 0
         if with_image.any():
             pix = d.images[torch.from_numpy(slots[with_image]).to(device)]
-            processed = self.ip(images=pix, return_tensors="pt", device=device)
+            processed = self._process(pix)
             inputs["pixel_values"] = processed["pixel_values"]
             if self.family == "qwen25vl":
                 inputs["image_grid_thw"] = processed["image_grid_thw"].to(device)

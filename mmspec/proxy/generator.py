@@ -123,7 +123,7 @@ def make_scene(seed: int, index: int, kind: str) -> Scene | None:
     if kind == "shapes":
         return draw_shape_scene(rng, 2, 8)
     if kind == "caption":
-        return draw_shape_scene(rng, 5, 9)
+        return draw_shape_scene(rng, 6, 9)
     if kind == "sign":
         return draw_sign_scene(rng)
     if kind == "chart":

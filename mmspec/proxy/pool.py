@@ -2,15 +2,14 @@
 
 ``n_scenes`` scenes of the build's seed, ``per_scene`` conversations each (variants of one scene
 share its image, as real VQA sets reuse images). Worker processes (spawned, so a CUDA context in
-the parent is never forked) render into one shared-memory ``uint8`` array and return token arrays;
-the result is the same for any number of workers. The trainer moves the arrays to the device once.
+the parent is never forked) render and tokenise; results are collected in scene order, so the pool
+is the same for any number of workers. The trainer moves the arrays to the device once.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 from dataclasses import dataclass
-from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -35,64 +34,57 @@ class Pool:
         return len(self.lengths)
 
 
-def _encoder(tokenizer, template, family, image_token, n_image):
-    return ConversationEncoder(tokenizer, template, family, image_token, n_image)
-
-
 _STATE: dict = {}
 
 
-def _init_worker(enc_args, shm_name, shape) -> None:
-    _STATE["enc"] = _encoder(*enc_args)
-    if shm_name:
-        shm = shared_memory.SharedMemory(name=shm_name)
-        _STATE["shm"] = shm
-        _STATE["images"] = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf)
+def _init_worker(enc_args) -> None:
+    _STATE["enc"] = ConversationEncoder(*enc_args)
 
 
-def _work(job: tuple[int, int, int, int, int]) -> tuple[int, list[tuple[Encoded, str]], float]:
-    """Render scene ``index`` into its slot and encode its conversations."""
-    seed, index, per_scene, slot, size = job
+def _work(job: tuple[int, int, int, bool, int]) -> tuple[int, bytes | None, list[tuple[Encoded, str]], float]:
+    """Render scene ``index`` (raw RGB bytes) and encode its ``per_scene`` conversations."""
+    seed, index, per_scene, has_image, size = job
     enc: ConversationEncoder = _STATE["enc"]
-    out, ent = [], 0.0
+    out, ent, pixels = [], 0.0, None
     for v in range(per_scene):
-        s = sample(seed, index, size=size if (v == 0 and slot >= 0) else None, variant=v)
+        s = sample(seed, index, size=size if (v == 0 and has_image) else None, variant=v)
         if v == 0 and s.image is not None:
-            _STATE["images"][slot] = np.asarray(s.image, dtype=np.uint8)
+            pixels = s.image.tobytes()
         ent -= s.answer_logp
-        out += [(e, s.category) for e in enc.encode(s.prompts, s.answers, slot >= 0)]
-    return index, out, ent
+        out += [(e, s.category) for e in enc.encode(s.prompts, s.answers, has_image)]
+    return index, pixels, out, ent
 
 
 def build_pool(
     enc_args: tuple, seed: int, n_scenes: int, per_scene: int, size: int, workers: int = 0
 ) -> Pool:
-    """Render and encode the pool; ``workers`` > 0 uses that many spawned processes."""
+    """Render and encode the pool; ``workers`` > 0 uses that many spawned processes (same result).
+
+    Pixels come back through the pool's pipes (about 1-3 GB/s) rather than shared memory, whose
+    size is often capped in containers.
+    """
     kinds = [scene_kind(seed, i)[1] for i in range(n_scenes)]
     slots, n_img = [], 0
     for k in kinds:
         slots.append(n_img if k != "none" else -1)
         n_img += k != "none"
-    shape = (max(n_img, 1), size, size, 3)
-    shm = shared_memory.SharedMemory(create=True, size=int(np.prod(shape)))
-    try:
-        jobs = [(seed, i, per_scene, slots[i], size) for i in range(n_scenes)]
-        if workers > 0:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(enc_args, shm.name, shape)) as p:
-                results = p.map(_work, jobs, chunksize=max(1, n_scenes // (workers * 8)))
-        else:
-            _init_worker(enc_args, shm.name, shape)
-            try:
-                results = [_work(j) for j in jobs]
-            finally:
-                _STATE.pop("images", None)
-                _STATE.pop("shm").close()
-        images = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf).copy()
-    finally:
-        shm.close()
-        shm.unlink()
-    results.sort(key=lambda r: r[0])
+    images = np.zeros((max(n_img, 1), size, size, 3), dtype=np.uint8)
+    jobs = [(seed, i, per_scene, slots[i] >= 0, size) for i in range(n_scenes)]
+    results: list[tuple[int, list[tuple[Encoded, str]], float]] = []
+
+    def collect(it) -> None:
+        for index, pixels, out, ent in it:
+            if pixels is not None:
+                images[slots[index]] = np.frombuffer(pixels, dtype=np.uint8).reshape(size, size, 3)
+            results.append((index, out, ent))
+
+    if workers > 0:
+        ctx = mp.get_context("spawn")  # never fork a process that may hold a CUDA context
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(enc_args,)) as p:
+            collect(p.imap(_work, jobs, chunksize=max(1, n_scenes // (workers * 16))))
+    else:
+        _init_worker(enc_args)
+        collect(map(_work, jobs))
     seqs = [(e, cat, slots[i]) for i, out, _ in results for e, cat in out]
     lengths = np.array([len(e.ids) for e, _, _ in seqs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)

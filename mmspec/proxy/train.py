@@ -133,10 +133,12 @@ def train(
             if total is None and step == CALIBRATE_FROM:
                 _sync(device)
                 t_cal = time.perf_counter()
-            if total is None and step == min(warmup, CALIBRATE_FROM + CALIBRATE_STEPS):
+            if total is None and step == max(
+                CALIBRATE_FROM + 1, min(warmup, CALIBRATE_FROM + CALIBRATE_STEPS)
+            ):
                 _sync(device)
                 now = time.perf_counter()
-                per_step = (now - t_cal) / (step - CALIBRATE_FROM)
+                per_step = (now - t_cal) / max(1, step - CALIBRATE_FROM)
                 total = max(step + 1, step + int((time_budget - (now - t_start)) / per_step))
                 res.calibrated = True
                 log(f"calibrated: {per_step * 1e3:.1f} ms/step -> {total} steps in {time_budget:.0f} s")
@@ -173,7 +175,10 @@ def train(
         res.seconds = time.perf_counter() - t_start
         res.steps = step
         res.answer_tokens = int(answers)
-    res.warnings = sorted({str(w.message)[:300] for w in caught if "determinis" in str(w.message).lower()})
+    keep = ("determinis", "image processor failed")
+    res.warnings = sorted(
+        {str(w.message)[:300] for w in caught if any(k in str(w.message).lower() for k in keep)}
+    )
     model.eval()
     return res
 
