@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mmspec.proxy.presets import PRESETS
+
 FAMILIES = ("qwen25vl", "llava15")
 
 
@@ -37,7 +39,11 @@ def test_manifest_records_recipe_hash_and_quality(proxy_cache, family: str) -> N
     for key in ("proxy_build_version", "generator_version", "seed", "size", "preset", "parameters", "recipe",
                 "training", "heldout", "weights_sha256", "quality", "gates", "environment", "reproduce"):  # fmt: skip
         assert key in m, key
-    assert m["family"] == family and m["size"] == "micro" and m["training"]["steps"] == 30
+    assert (
+        m["family"] == family
+        and m["size"] == "micro"
+        and m["training"]["steps"] == PRESETS["micro"].max_steps
+    )
     q = m["quality"]
     for key in (
         "accuracy",

@@ -69,13 +69,12 @@ def build(
     from mmspec.proxy.presets import get_preset, image_tokens, tiny_spec
     from mmspec.proxy.splits import TEST_SEED, check_build_seed
     from mmspec.proxy.tokenizer import train_tokenizer
-    from mmspec.proxy.train import heldout_loss, set_determinism, train
+    from mmspec.proxy.train import deterministic, heldout_loss, train
 
     t0 = time.perf_counter()
     preset = get_preset(size)
     check_build_seed(seed)
     dev = _device(device)
-    set_determinism(dev)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -87,62 +86,67 @@ def build(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = train_tokenizer(family, preset.vocab, seed, preset.tokenizer_samples)
-    model, processor = make_model(tiny_spec(family, preset, seed, preset.vocab), tokenizer)
-    n_image = image_tokens(family, preset)
-    image_token = "<|image_pad|>" if family == "qwen25vl" else "<image>"
-    enc_args = (processor.tokenizer, processor.chat_template, family, image_token, n_image)
-    log(
-        f"{family} {size} seed {seed}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"{len(processor.tokenizer)} tokens, {n_image} image tokens, device {dev}"
-    )
-    t_data = time.perf_counter()
-    train_pool = build_pool(enc_args, seed, preset.n_scenes, preset.per_scene, preset.render_size, workers)
-    held_pool = build_pool(enc_args, TEST_SEED, preset.heldout, 1, preset.render_size, workers)
-    data_seconds = time.perf_counter() - t_data
-    log(
-        f"pool: {train_pool.n} sequences, {len(train_pool.tokens)} tokens, {len(train_pool.images)} images "
-        f"in {data_seconds:.1f}s"
-    )
+    with deterministic(dev):  # every step from here to the saved weights is seeded and deterministic
+        tokenizer = train_tokenizer(family, preset.vocab, seed, preset.tokenizer_samples)
+        model, processor = make_model(tiny_spec(family, preset, seed, preset.vocab), tokenizer)
+        n_image = image_tokens(family, preset)
+        image_token = "<|image_pad|>" if family == "qwen25vl" else "<image>"
+        enc_args = (processor.tokenizer, processor.chat_template, family, image_token, n_image)
+        log(
+            f"{family} {size} seed {seed}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"{len(processor.tokenizer)} tokens, {n_image} image tokens, device {dev}"
+        )
+        t_data = time.perf_counter()
+        train_pool = build_pool(
+            enc_args, seed, preset.n_scenes, preset.per_scene, preset.render_size, workers
+        )
+        held_pool = build_pool(
+            enc_args, TEST_SEED, preset.heldout, 1, preset.render_size, 0
+        )  # small: in-process
+        data_seconds = time.perf_counter() - t_data
+        log(
+            f"pool: {train_pool.n} sequences, {len(train_pool.tokens)} tokens, {len(train_pool.images)} images "
+            f"in {data_seconds:.1f}s"
+        )
 
-    model.to(dev)
-    grid = (preset.qwen_image // 28, preset.qwen_image // 28)
-    pad = processor.tokenizer.pad_token_id
-    batcher = Batcher(
-        DevicePool.from_pool(train_pool, dev), family, processor.image_processor, pad, n_image, grid
-    )
-    held_batcher = Batcher(
-        DevicePool.from_pool(held_pool, dev), family, processor.image_processor, pad, n_image, grid
-    )
-    init = heldout_loss(model, held_batcher, preset.batch_tokens)
-    result = train(
-        model,
-        batcher,
-        lr=preset.lr,
-        warmup=preset.warmup_steps,
-        batch_tokens=preset.batch_tokens,
-        seed=seed,
-        max_steps=max_steps,
-        time_budget=time_budget,
-        log=log,
-    )
-    final = heldout_loss(model, held_batcher, preset.batch_tokens)
-    entropy = held_pool.entropy / max(1, final["answer_tokens"])
-    held = {
-        "init_answer_ce": round(init["answer_ce"], 5),
-        "answer_ce": round(final["answer_ce"], 5),
-        "init_weighted_ce": round(init["weighted_ce"], 5),
-        "weighted_ce": round(final["weighted_ce"], 5),
-        "generator_entropy_per_answer_token": round(entropy, 5),
-        "excess_loss": round(final["answer_ce"] - entropy, 5),
-        "answer_tokens": final["answer_tokens"],
-        "samples": preset.heldout,
-        "seed": TEST_SEED,
-    }
-    log(
-        f"held-out answer CE {init['answer_ce']:.3f} -> {final['answer_ce']:.3f} nats/token "
-        f"(generator entropy {entropy:.3f}, excess {held['excess_loss']:.3f})"
-    )
+        model.to(dev)
+        grid = (preset.qwen_image // 28, preset.qwen_image // 28)
+        pad = processor.tokenizer.pad_token_id
+        batcher = Batcher(
+            DevicePool.from_pool(train_pool, dev), family, processor.image_processor, pad, n_image, grid
+        )
+        held_batcher = Batcher(
+            DevicePool.from_pool(held_pool, dev), family, processor.image_processor, pad, n_image, grid
+        )
+        init = heldout_loss(model, held_batcher, preset.batch_tokens)
+        result = train(
+            model,
+            batcher,
+            lr=preset.lr,
+            warmup=preset.warmup_steps,
+            batch_tokens=preset.batch_tokens,
+            seed=seed,
+            max_steps=max_steps,
+            time_budget=time_budget,
+            log=log,
+        )
+        final = heldout_loss(model, held_batcher, preset.batch_tokens)
+        entropy = held_pool.entropy / max(1, final["answer_tokens"])
+        held = {
+            "init_answer_ce": round(init["answer_ce"], 5),
+            "answer_ce": round(final["answer_ce"], 5),
+            "init_weighted_ce": round(init["weighted_ce"], 5),
+            "weighted_ce": round(final["weighted_ce"], 5),
+            "generator_entropy_per_answer_token": round(entropy, 5),
+            "excess_loss": round(final["answer_ce"] - entropy, 5),
+            "answer_tokens": final["answer_tokens"],
+            "samples": preset.heldout,
+            "seed": TEST_SEED,
+        }
+        log(
+            f"held-out answer CE {init['answer_ce']:.3f} -> {final['answer_ce']:.3f} nats/token "
+            f"(generator entropy {entropy:.3f}, excess {held['excess_loss']:.3f})"
+        )
 
     del batcher, held_batcher
     model.to("cpu").float()

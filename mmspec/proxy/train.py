@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,22 +27,48 @@ FINAL_LR_FRACTION = 0.1
 CALIBRATE_FROM, CALIBRATE_STEPS = 3, 20
 
 
-def set_determinism(device: torch.device) -> None:
-    """Deterministic kernels; on CUDA warn (recorded) instead of failing where none exists.
+@contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels while training; the previous global settings come back afterwards.
 
-    ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS starts: the CLI sets it at start-up too.
-    Flash and memory-efficient SDPA are switched off (their backward may use atomics); the math
+    ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS starts (the CLI sets it at start-up).
+    On CUDA a missing deterministic kernel warns (the warnings go to the manifest) instead of
+    failing. Flash and memory-efficient SDPA are off (their backward may use atomics); the math
     backend is deterministic and fast enough for sequences of a few hundred tokens.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    sdp = None
     if device.type == "cuda":
+        b = torch.backends.cuda
+        sdp = (
+            b.flash_sdp_enabled(),
+            b.mem_efficient_sdp_enabled(),
+            b.cudnn_sdp_enabled(),
+            b.math_sdp_enabled(),
+        )
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    if sdp is not None:
         torch.backends.cuda.enable_flash_sdp(False)
         torch.backends.cuda.enable_mem_efficient_sdp(False)
         torch.backends.cuda.enable_cudnn_sdp(False)
         torch.backends.cuda.enable_math_sdp(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+        if sdp is not None:
+            torch.backends.cuda.enable_flash_sdp(sdp[0])
+            torch.backends.cuda.enable_mem_efficient_sdp(sdp[1])
+            torch.backends.cuda.enable_cudnn_sdp(sdp[2])
+            torch.backends.cuda.enable_math_sdp(sdp[3])
 
 
 def autocast(device: torch.device):
