@@ -99,3 +99,14 @@ def test_rebuild_with_the_same_seed_reproduces_the_weights(tmp_path: Path) -> No
     c = build("qwen25vl", "micro", 4, tmp_path / "c", **quiet)["weights_sha256"]
     assert a == b
     assert a != c
+
+
+def test_time_budget_calibrates_a_reproducible_step_count(tmp_path: Path) -> None:
+    """The GPU default: early warmup steps are timed, then the step count is fixed and recorded."""
+    from mmspec.proxy.build import build
+
+    m = build("llava15", "micro", 0, tmp_path, time_budget=1.0, evaluate=False, log=lambda s: None)
+    t = m["training"]
+    assert t["calibrated_from_time_budget"] and t["steps"] >= 5
+    assert f"--max_steps {t['steps']}" in m["reproduce"]
+    assert "quality" not in m and (tmp_path / "model.safetensors").is_file()

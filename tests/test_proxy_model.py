@@ -131,3 +131,39 @@ def test_pool_is_the_same_with_worker_processes() -> None:
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
     assert a.entropy == b.entropy and a.categories == b.categories
     assert a.images.any() and (a.image_slot >= 0).any() and (a.image_slot < 0).any()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_training_step_reaches_every_part_and_images_matter(family: str) -> None:
+    """Loss gradients reach the vision tower, the projector/merger and the LM; the image changes the loss."""
+    import copy
+
+    from mmspec.proxy.batches import Batcher, DevicePool, epoch_batches
+    from mmspec.proxy.pool import build_pool
+    from mmspec.proxy.train import weighted_loss
+
+    model, proc = untrained(family)
+    model = copy.deepcopy(model).train()
+    n_image = image_tokens(family, PRESETS["micro"])
+    token = "<|image_pad|>" if family == "qwen25vl" else "<image>"
+    pool = build_pool((proc.tokenizer, proc.chat_template, family, token, n_image), 9, 8, 1, 112)
+    dev = DevicePool.from_pool(pool, torch.device("cpu"))
+    batcher = Batcher(dev, family, proc.image_processor, proc.tokenizer.pad_token_id, n_image, (4, 4))
+    idx = np.flatnonzero(pool.image_slot >= 0)[:3]
+    inputs, targets, weights = batcher(idx)
+    loss, _, n_answer = weighted_loss(model, inputs, targets, weights)
+    loss.backward()
+    assert n_answer > 0 and torch.isfinite(loss)
+    parts = (
+        ("visual.blocks", "visual.merger")
+        if family == "qwen25vl"
+        else ("vision_tower", "multi_modal_projector")
+    )
+    for part in (*parts, "language_model", "lm_head"):
+        grads = [p.grad for n, p in model.named_parameters() if part in n and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), part
+    dev.images.copy_(dev.images.flip(0))  # other scenes' pixels under the same text
+    with torch.no_grad():
+        swapped, _, _ = weighted_loss(model, *batcher(idx))
+    assert float(swapped) != float(loss.detach())
+    assert len(epoch_batches(pool.lengths, 2048, np.random.default_rng(0))) >= 1

@@ -76,3 +76,13 @@ def test_export_prompts_layout(tmp_path: Path) -> None:
     assert any(r["image"] is None for r in records) or len(records) < 20
     with pytest.raises(ValueError):
         export_prompts(tmp_path / "x", range(2_000_000, 2_000_001), 1)
+
+
+def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmspec.proxy.cli import main
+
+    assert main(["export", "--out", str(tmp_path), "--n", "3", "--size", "56"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == tmp_path / "prompts.jsonl"
+    ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert ids == ["proxy-1000000-0", "proxy-1000000-1", "proxy-1000000-2"]

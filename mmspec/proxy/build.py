@@ -217,7 +217,7 @@ def build(
             family, {"pretrained": str(out), "dtype": "float32", "device": str(dev), "execution": "eager"}
         )
         samples = quality.eval_samples(TEST_SEED, preset.eval_per_category, preset.render_size)
-        q = quality.evaluate(adapter, samples, preset.eval_max_new_tokens)
+        q = quality.evaluate(adapter, samples, preset.eval_max_new_tokens, preset.eval_seconds)
         q["seconds"] = round(time.perf_counter() - t_eval, 2)
         manifest["quality"] = q
         manifest["gates"] = gate_report(size, held, q)

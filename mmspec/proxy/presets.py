@@ -40,6 +40,7 @@ class Preset:
     heldout: int  # held-out samples for the loss gate
     eval_per_category: int  # greedy-decoded held-out samples per category
     eval_max_new_tokens: int
+    eval_seconds: float | None  # time limit of the greedy gates (a degenerate target never stalls a build)
     tokenizer_samples: int  # generator samples the BPE is trained on
 
     def as_dict(self) -> dict:
@@ -75,6 +76,7 @@ PRESETS: dict[str, Preset] = {
             heldout=16,
             eval_per_category=1,
             eval_max_new_tokens=24,
+            eval_seconds=None,
             tokenizer_samples=400,
         ),
         Preset(
@@ -103,6 +105,7 @@ PRESETS: dict[str, Preset] = {
             heldout=600,
             eval_per_category=12,
             eval_max_new_tokens=400,
+            eval_seconds=150.0,
             tokenizer_samples=6000,
         ),
         Preset(
@@ -131,6 +134,7 @@ PRESETS: dict[str, Preset] = {
             heldout=600,
             eval_per_category=12,
             eval_max_new_tokens=400,
+            eval_seconds=150.0,
             tokenizer_samples=8000,
         ),
     ]

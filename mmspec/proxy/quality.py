@@ -24,7 +24,8 @@ SWAP_TOKENS = 64  # enough to see whether an answer follows the image
 
 
 def eval_samples(seed: int, per_category: int, size: int, limit: int = 100000) -> list[ProxySample]:
-    """The first ``per_category`` samples of each category of stream ``seed`` (index order)."""
+    """The first ``per_category`` samples of each category of stream ``seed``, categories interleaved
+    (so an evaluation cut short by its time limit still covers every category)."""
     got: dict[str, list[ProxySample]] = {c: [] for c in CATEGORIES}
     for i in range(limit):
         s = sample(seed, i, size=None)
@@ -32,7 +33,7 @@ def eval_samples(seed: int, per_category: int, size: int, limit: int = 100000) -
             got[s.category].append(sample(seed, i, size=size))
         if all(len(v) >= per_category for v in got.values()):
             break
-    return [s for c in CATEGORIES for s in got[c]]
+    return [got[c][k] for k in range(per_category) for c in CATEGORIES if k < len(got[c])]
 
 
 def facts_ok(answer: str, facts) -> bool:
@@ -94,7 +95,13 @@ def _generate(engine, adapter, prompts: list[str], image, max_new: int):
     return outs
 
 
-def evaluate(adapter, samples: list[ProxySample], max_new_tokens: int) -> dict:
+def evaluate(
+    adapter, samples: list[ProxySample], max_new_tokens: int, time_limit: float | None = None
+) -> dict:
+    """Greedy gates over ``samples``; past ``time_limit`` seconds the remaining samples are skipped
+    (``n_samples`` says how many were evaluated), so a degenerate target cannot stall a build."""
+    import time
+
     from mmspec.engine import Engine
     from mmspec.methods.baseline import Baseline
 
@@ -106,7 +113,12 @@ def evaluate(adapter, samples: list[ProxySample], max_new_tokens: int) -> dict:
     first: dict[str, list[int]] = {}
     per_cat_tokens: dict[str, list[int]] = defaultdict(list)
     examples = []
+    t0 = time.perf_counter()
+    done: list[ProxySample] = []
     for s in samples:
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            break
+        done.append(s)
         outs = _generate(engine, adapter, s.prompts, s.image, max_new_tokens)
         first[s.id] = outs[0][1].token_ids
         for (prompt, res, text), ref in zip(outs, s.turns):
@@ -131,7 +143,7 @@ def evaluate(adapter, samples: list[ProxySample], max_new_tokens: int) -> dict:
     # image dependence: swap each first-turn image for the next sample's of the same scene kind
     changed: dict[str, list[bool]] = defaultdict(list)
     by_kind: dict[str, list[ProxySample]] = defaultdict(list)
-    for s in samples:
+    for s in done:
         if s.image is not None:
             by_kind[s.scene_kind].append(s)
     for group in by_kind.values():
@@ -143,7 +155,8 @@ def evaluate(adapter, samples: list[ProxySample], max_new_tokens: int) -> dict:
             changed[s.category].append(res.token_ids != first[s.id][:SWAP_TOKENS])
     top1 = [c[0] for c in conf]
     return {
-        "n_samples": len(samples),
+        "n_samples": len(done),
+        "n_planned": len(samples),
         "n_turns": turns,
         "accuracy": {k: round(sum(v) / len(v), 4) for k, v in sorted(acc.items())},
         "accuracy_n": {k: len(v) for k, v in sorted(acc.items())},

@@ -195,7 +195,7 @@ def train(
                     f"step {step}/{total if total is not None else '?'} loss {value:.4f} lr {cur_lr:.2e} "
                     f"{time.perf_counter() - t_start:.1f}s"
                 )
-            if hard_cap is not None and time.perf_counter() - t_start > hard_cap:
+            if hard_cap is not None and res.calibrated and time.perf_counter() - t_start > hard_cap:
                 res.stopped_early = step < (total or 0)
                 break
         _sync(device)
