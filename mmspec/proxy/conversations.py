@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from mmspec.proxy.grammar import Chooser, article, capitalize, join_list, plural
-from mmspec.proxy.scenes import ChartScene, ShapeObject, ShapeScene, SignScene
+from mmspec.proxy.scenes import SIGN_INK, ChartScene, ShapeObject, ShapeScene, SignScene
 from mmspec.proxy.words import CELL_PHRASES, COLOURS, SHAPES
 
 #: Quality families (what ``Turn.check`` may name) and what they measure.
@@ -341,7 +341,6 @@ def captioning(scene: ShapeScene, q: random.Random, ch: Chooser) -> Turn:
 
 
 # ----------------------------------------------------------------------------- text VQA
-_INK = {"black": "white", "blue": "white", "green": "white", "white": "black", "yellow": "black"}
 
 
 def text_vqa(scene: SignScene, q: random.Random, ch: Chooser) -> Turn:
@@ -367,7 +366,7 @@ def text_vqa(scene: SignScene, q: random.Random, ch: Chooser) -> Turn:
             ]
         )
         if ch.maybe(0.3):
-            ans += f" The words are written in {_INK[scene.sign_colour]} on a {scene.sign_colour} sign."
+            ans += f" The words are written in {SIGN_INK[scene.sign_colour]} on a {scene.sign_colour} sign."
         return _turn(prompt, ans, ch, start, "text", f'"{text}"')
     if kind in ("first", "last"):
         w = scene.words[0] if kind == "first" else scene.words[-1]
@@ -393,7 +392,7 @@ def text_vqa(scene: SignScene, q: random.Random, ch: Chooser) -> Turn:
     c = scene.sign_colour
     ans = ch.pick([f"The sign is {c}.", f"It is {c}.", f"{capitalize(c)}."])
     if ch.maybe(0.4):
-        ans += f" The text on it is {_INK[c]}."
+        ans += f" The text on it is {SIGN_INK[c]}."
     return _turn(prompt, ans, ch, start, "attribute", c)
 
 

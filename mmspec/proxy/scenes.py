@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -87,7 +87,6 @@ class ChartScene:
     values: tuple[int, ...]
     colour: str
     kind: str = "chart"
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def title(self) -> str:
@@ -235,7 +234,8 @@ def render_shapes(scene: ShapeScene, size: int) -> Image.Image:
     return img
 
 
-_SIGN_INK = {"black": "white", "blue": "white", "green": "white", "white": "black", "yellow": "black"}
+#: Text colour on each sign colour.
+SIGN_INK = {"black": "white", "blue": "white", "green": "white", "white": "black", "yellow": "black"}
 _RGB = {**COLOURS, "white": (255, 255, 255)}
 
 
@@ -257,7 +257,7 @@ def render_sign(scene: SignScene, size: int) -> Image.Image:
         outline=(60, 60, 60),
         width=max(1, round(3 * s)),
     )
-    ink = _RGB[_SIGN_INK[scene.sign_colour]]
+    ink = _RGB[SIGN_INK[scene.sign_colour]]
     for k, line in enumerate(scene.lines):
         w = draw.textlength(line, font=font)
         draw.text((round((size - w) / 2), round(y0 + 18 * s + k * line_h)), line, fill=ink, font=font)
