@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mmspec.registry import load_object, unknown
@@ -22,6 +24,8 @@ MODEL_ARG_KEYS = {
     "min_pixels": "Qwen2.5-VL processor: minimum image pixels",
     "max_pixels": "Qwen2.5-VL processor: maximum image pixels",
     "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
+    "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
+    "proxy_seed": "proxy-* models: build seed (default 0)",
 }
 
 
@@ -33,6 +37,23 @@ class ModelEntry:
     pretrained: str | None = None  # default hub id (real models)
     tiny: str | None = None  # tiny builder name (offline test models)
     defaults: dict[str, Any] = field(default_factory=dict)
+    proxy: str | None = None  # trained proxy target family (built on demand by mmspec.proxy)
+
+
+def _proxy_entries() -> list[ModelEntry]:
+    """``proxy-<family>`` (size from ``proxy_size``, default M) and ``proxy-<family>-<size>`` aliases."""
+    adapters = {
+        "qwen25vl": "mmspec.adapters.qwen25vl:Qwen25VLAdapter",
+        "llava15": "mmspec.adapters.llava:Llava15Adapter",
+    }
+    out = []
+    for family, adapter in adapters.items():
+        out.append(ModelEntry(f"proxy-{family}", adapter, f"trained proxy {family} target (built on demand; size "
+                              "via proxy_size=micro|S|M, default M)", proxy=family))  # fmt: skip
+        for size in ("micro", "S", "M"):
+            out.append(ModelEntry(f"proxy-{family}-{size}", adapter, f"trained proxy {family} target, size {size}",
+                                  proxy=family, defaults={"proxy_size": size}))  # fmt: skip
+    return out
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -51,6 +72,7 @@ MODELS: dict[str, ModelEntry] = {
                    "tiny random LLaVA-1.5 (offline; tests and demo)", tiny="tiny-llava15"),
         ModelEntry("tiny-llava16", "mmspec.adapters.llava:Llava16Adapter",
                    "tiny random LLaVA-1.6/NeXT (offline; tests and demo)", tiny="tiny-llava16"),
+        *_proxy_entries(),
     ]
 }  # fmt: skip
 
@@ -103,18 +125,42 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _is_proxy_checkpoint(pretrained: str | None) -> bool:
+    """A folder built by ``mmspec-proxy`` (its ``manifest.json`` names the proxy build version)."""
+    if not pretrained:
+        return False
+    manifest = Path(pretrained) / "manifest.json"
+    try:
+        return manifest.is_file() and "proxy_build_version" in json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def load_model(name: str, model_args: dict[str, Any] | None = None):
     """Build the adapter for ``--model name`` with ``--model_args``; tiny models are built on demand."""
     entry = get_model_entry(name)
     args = resolve_model_args(name, dict(model_args or {}))
     pretrained = args.pop("pretrained", None)
+    proxy_size, proxy_seed = args.pop("proxy_size", None), args.pop("proxy_seed", None)
+    if (proxy_size is not None or proxy_seed is not None) and not entry.proxy:
+        raise ValueError(f"--model_args proxy_size/proxy_seed apply to proxy-* models, not {name!r}")
     if pretrained is None:
-        if entry.tiny:
+        if entry.proxy:
+            from mmspec.proxy.build import ensure_proxy_model
+
+            pretrained = str(ensure_proxy_model(entry.proxy, proxy_size or "M", int(proxy_seed or 0)))
+        elif entry.tiny:
             from mmspec.adapters.tiny import ensure_tiny_model
 
             pretrained = str(ensure_tiny_model(entry.tiny))
         else:
             pretrained = entry.pretrained
+    if _is_proxy_checkpoint(pretrained):
+        # A proxy target was trained at one fixed image size: its saved processor bounds are part of the
+        # model, so the family's MMSpec pixel defaults do not apply (explicit --model_args still do).
+        for key in ("min_pixels", "max_pixels"):
+            if key not in (model_args or {}):
+                args.pop(key, None)
     processor_kwargs = {k: args.pop(k) for k in ("min_pixels", "max_pixels") if k in args}
     adapter_cls = load_object(entry.adapter)
     adapter = adapter_cls.from_pretrained(pretrained, processor_kwargs=processor_kwargs, **args)

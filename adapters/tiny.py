@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class TinySpec:
         fullatt_block_indexes: Qwen vision blocks with full attention (the others use window attention).
         max_position_embeddings: text model's rope/position limit (as the real config).
         rope_theta: text rope base (as the real config).
+        vision_window: Qwen vision window attention size in pixels (the real models use 112).
     """
 
     name: str
@@ -107,6 +109,7 @@ class TinySpec:
     fullatt_block_indexes: tuple[int, ...] = ()
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
+    vision_window: int = 112
 
 
 TINY_MODELS: dict[str, TinySpec] = {
@@ -178,30 +181,40 @@ def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> 
     the others discard their copy).
     """
     spec = _spec(name)
-    final = tiny_model_dir(name, cache_dir)
-    if (final / COMPLETE_MARKER).is_file():
+    return build_cached(
+        tiny_model_dir(name, cache_dir), COMPLETE_MARKER, lambda tmp: build_tiny_model(spec, tmp)
+    )
+
+
+def build_cached(final: Path, marker: str, build: Callable[[Path], object]) -> Path:
+    """Return ``final`` once it holds ``marker``; else run ``build(tmp)`` in a sibling folder and rename it in.
+
+    Shared by the tiny models and the trained proxy targets (:mod:`mmspec.proxy`): ``build`` must write
+    ``marker`` last. Builds in one process are serialised (they seed torch's global RNG).
+    """
+    if (final / marker).is_file():
         return final
     with _BUILD_LOCK:
-        if (final / COMPLETE_MARKER).is_file():
+        if (final / marker).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         try:
-            build_tiny_model(spec, tmp)
+            build(tmp)
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-            _publish(tmp, final)
+            _publish(tmp, final, marker)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def _publish(tmp: Path, final: Path, marker: str = COMPLETE_MARKER) -> None:
     try:
         os.replace(tmp, final)  # atomic; fails if `final` exists and is not empty
         return
     except OSError:
-        if (final / COMPLETE_MARKER).is_file():
+        if (final / marker).is_file():
             return  # another process finished first; ours is removed by the caller
     # `final` exists without the marker (e.g. left by an interrupted copy): move it aside, then retry.
     stale = final.parent / f".{final.name}.stale-{uuid.uuid4().hex[:8]}"
@@ -211,7 +224,7 @@ def _publish(tmp: Path, final: Path) -> None:
     try:
         os.replace(tmp, final)
     except OSError:
-        if not (final / COMPLETE_MARKER).is_file():
+        if not (final / marker).is_file():
             raise
 
 
@@ -221,14 +234,8 @@ def build_tiny_model(spec: TinySpec, folder: str | os.PathLike) -> Path:
     import transformers
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    builders = {"qwen25vl": _build_qwen25vl, "llava15": _build_llava, "llava16": _build_llava}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        model, processor = builders[spec.family](spec)
-    with _no_progress_bars():
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
+    model, processor = make_model(spec)
+    save_model(model, processor, folder)
     info = {
         "name": spec.name,
         "build_version": BUILD_VERSION,
@@ -238,6 +245,29 @@ def build_tiny_model(spec: TinySpec, folder: str | os.PathLike) -> Path:
     }
     (folder / COMPLETE_MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return folder
+
+
+def make_model(spec: TinySpec, tokenizer=None):
+    """``(model, processor)`` of ``spec``'s architecture, weights seeded with ``spec.seed`` (RNG state restored).
+
+    ``tokenizer``: use this tokenizer (e.g. one trained on proxy data) instead of training the built-in one;
+    it must be of the family's kind (``Qwen2Tokenizer`` with the Qwen special tokens, or ``LlamaTokenizer``).
+    """
+    import torch
+
+    builders = {"qwen25vl": _build_qwen25vl, "llava15": _build_llava, "llava16": _build_llava}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        return builders[spec.family](spec, tokenizer)
+
+
+def save_model(model, processor, folder: str | os.PathLike) -> None:
+    """``save_pretrained`` of model and processor into ``folder`` (created), without progress bars."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _no_progress_bars():
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
 
 
 @contextmanager
@@ -303,7 +333,7 @@ def _init_projector(projector, std: float) -> None:
                     module.bias.zero_()
 
 
-def _build_qwen25vl(spec: TinySpec):
+def _build_qwen25vl(spec: TinySpec, tokenizer=None):
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -315,7 +345,7 @@ def _build_qwen25vl(spec: TinySpec):
     from mmspec.adapters.chat_templates import QWEN25VL_CHAT_TEMPLATE
     from mmspec.adapters.tiny_tokenizer import train_qwen2_tokenizer
 
-    tokenizer = train_qwen2_tokenizer(spec.tokenizer_vocab)
+    tokenizer = tokenizer if tokenizer is not None else train_qwen2_tokenizer(spec.tokenizer_vocab)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
     ids.update({t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.get_added_vocab()})
     endoftext, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
@@ -355,7 +385,7 @@ def _build_qwen25vl(spec: TinySpec):
         spatial_merge_size=2,
         temporal_patch_size=2,
         tokens_per_second=2,
-        window_size=112,
+        window_size=spec.vision_window,
         out_hidden_size=spec.hidden_size,
         fullatt_block_indexes=list(spec.fullatt_block_indexes),
     )
@@ -394,7 +424,7 @@ def _build_qwen25vl(spec: TinySpec):
     return model, processor
 
 
-def _build_llava(spec: TinySpec):
+def _build_llava(spec: TinySpec, tokenizer=None):
     from tokenizers import AddedToken
     from transformers import CLIPVisionConfig, LlamaConfig
 
@@ -402,7 +432,7 @@ def _build_llava(spec: TinySpec):
     from mmspec.adapters.tiny_tokenizer import train_llama_tokenizer
 
     next_ = spec.family == "llava16"
-    tokenizer = train_llama_tokenizer(spec.tokenizer_vocab)
+    tokenizer = tokenizer if tokenizer is not None else train_llama_tokenizer(spec.tokenizer_vocab)
     # llava-hf: "<image>" = 32000 (both); llava-1.5 also adds "<pad>" = 32001 and pads with it, while
     # llava-v1.6-vicuna pads with "<unk>" (pad_token_id 0).
     tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
@@ -507,8 +537,11 @@ __all__ = [
     "COMPLETE_MARKER",
     "TINY_MODELS",
     "TinySpec",
+    "build_cached",
     "build_tiny_model",
     "ensure_tiny_model",
+    "make_model",
+    "save_model",
     "tiny_model_dir",
     "tiny_model_names",
 ]

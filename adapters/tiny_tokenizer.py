@@ -19,6 +19,8 @@ trained vocabulary and merges so that saving and loading back reproduces the sam
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 #: Qwen2's pre-tokenisation regex (``transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX``).
@@ -114,11 +116,12 @@ def _bpe_trainer(vocab_size: int, **kwargs) -> trainers.BpeTrainer:
     return trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False, **kwargs)
 
 
-def train_qwen2_tokenizer(vocab_size: int = 640):
+def train_qwen2_tokenizer(vocab_size: int = 640, corpus: Iterable[str] | None = None):
     """A ``Qwen2Tokenizer`` (byte-level BPE) with ``vocab_size`` trained entries plus the Qwen special tokens.
 
     The byte-level alphabet (256 symbols) is always present, so any text round-trips. Special tokens get the
-    ids right after the trained vocabulary, in the order of :data:`QWEN_SPECIAL_TOKENS`.
+    ids right after the trained vocabulary, in the order of :data:`QWEN_SPECIAL_TOKENS`. ``corpus`` (lines of
+    text; default :data:`CORPUS`) is what the merges are learned from (the proxy targets pass generator text).
     """
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
@@ -133,7 +136,8 @@ def train_qwen2_tokenizer(vocab_size: int = 640):
     )
     tok.decoder = decoders.ByteLevel()
     trainer = _bpe_trainer(vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS.splitlines(keepends=True), trainer=trainer)
+    lines = CORPUS.splitlines(keepends=True) if corpus is None else corpus
+    tok.train_from_iterator(lines, trainer=trainer)
     vocab, merges = _vocab_and_merges(tok)
     # Constructed with eos = pad = <|endoftext|> so that it gets the first special id (as 151643 in Qwen2),
     # then the other special tokens in order; the chat models' eos is <|im_end|> (tokenizer_config.json).
@@ -153,10 +157,11 @@ def train_qwen2_tokenizer(vocab_size: int = 640):
     return tokenizer
 
 
-def train_llama_tokenizer(vocab_size: int = 640):
+def train_llama_tokenizer(vocab_size: int = 640, corpus: Iterable[str] | None = None):
     """A ``LlamaTokenizer`` (SentencePiece-style BPE with byte fallback), ``vocab_size`` entries in all.
 
     Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2, byte tokens ``<0x00>``..``<0xFF>`` 3..258, trained pieces after.
+    ``corpus``: lines to learn the pieces from (default :data:`CORPUS`).
     """
     from transformers import LlamaTokenizer
 
@@ -168,7 +173,7 @@ def train_llama_tokenizer(vocab_size: int = 640):
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     n_trained = vocab_size - len(specials) - len(byte_tokens)
     trainer = _bpe_trainer(n_trained)
-    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    tok.train_from_iterator(CORPUS.splitlines() if corpus is None else corpus, trainer=trainer)
     trained, merges = _vocab_and_merges(tok)
     vocab = {t: i for i, t in enumerate(specials + byte_tokens)}
     for token in sorted(trained, key=trained.__getitem__):

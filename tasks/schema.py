@@ -50,6 +50,12 @@ def _builder(v: Any) -> str | None:
     return None if ok else f"one of {', '.join(BUILTIN_BUILDERS)} or `!function module.fn`"
 
 
+def _generated(v: Any) -> str | None:
+    from mmspec.tasks.generated import GENERATED
+
+    return None if v in GENERATED else f"one of the built-in generated datasets: {', '.join(GENERATED)}"
+
+
 def _filter(v: Any) -> str | None:
     ok = isinstance(v, dict) and all(
         isinstance(k, str) and (v_ is None or isinstance(v_, (str, int, float, bool))) for k, v_ in v.items()
@@ -86,6 +92,7 @@ TASK_KEYS: dict[str, Check] = {
     "dataset_kwargs": _mapping,
     "test_split": _str,
     "mmspec_split": _str,
+    "generated_dataset": _generated,
     "process_docs": _function,
     "filter": _filter,
     "id_field": _str,
@@ -112,6 +119,7 @@ REQUIRED_TASK_KEYS = ("dataset_path", "test_split")
 # What a task gets for a key it does not set (resolved into `Task.config`).
 TASK_DEFAULTS: dict[str, Any] = {
     "dataset_name": None,
+    "generated_dataset": None,
     "dataset_kwargs": {},
     "filter": {},
     "id_field": "id",

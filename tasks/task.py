@@ -14,6 +14,7 @@ from jinja2 import StrictUndefined
 
 from mmspec.tasks.data import DataRoot, load_data, local_data_files
 from mmspec.tasks.errors import TaskError
+from mmspec.tasks.generated import ensure_generated, generated_dir
 from mmspec.tasks.messages import mmspec_chat
 from mmspec.tasks.sample import Sample
 from mmspec.tasks.schema import TASK_DEFAULTS
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATED_KEYS = ("dataset_path", "dataset_kwargs", "image_dir")
 _NO_SPLIT = "`split` is undefined: set `mmspec_split` in the task file"
+_NO_GENERATED = "`generated_dir` is undefined: set `generated_dataset` in the task file"
 
 
 class Task:
@@ -67,10 +69,14 @@ class Task:
     def _variables(self, dataset_root: str | None = None) -> dict[str, Any]:
         """What path templates may use; `split` is the task's `mmspec_split`."""
         split = self._raw.get("mmspec_split")
+        generated = self._raw.get("generated_dataset")
         return {
             "dataset_root": dataset_root or str(self.dataset_root.path),
             "task_dir": str(self.source.parent),
             "split": split if split is not None else StrictUndefined(hint=_NO_SPLIT),
+            "generated_dir": str(generated_dir(generated))
+            if generated
+            else StrictUndefined(hint=_NO_GENERATED),
         }
 
     # ------------------------------------------------------------------ settings
@@ -108,6 +114,8 @@ class Task:
     def _load_records(self) -> list[tuple[int, dict[str, Any]]]:
         """(1-based record number, record) pairs after `process_docs` and `filter`."""
         cfg = self.config
+        if cfg["generated_dataset"]:
+            ensure_generated(cfg["generated_dataset"])  # built-in generator: made once, cached
         files = local_data_files(cfg["dataset_path"], cfg["dataset_kwargs"])
         for f in files:
             if not f.is_file():

@@ -78,8 +78,9 @@ def tm() -> TaskManager:
 # ---------------------------------------------------------------------- built-in tasks
 def test_builtin_names(tm: TaskManager) -> None:
     expected = {f"mmspec_{k}" for k in TOPICS} | {f"mmspec_testmini_{k}" for k in TOPICS} | {"mmspec_demo"}
+    expected |= {f"proxy_{k}" for k in TOPICS}  # generated held-out data for trained proxy targets
     assert set(tm.task_names()) == expected
-    assert tm.group_names() == ["mmspec_test", "mmspec_testmini"]
+    assert tm.group_names() == ["mmspec_test", "mmspec_testmini", "proxy_test"]
 
 
 def test_every_builtin_task_loads(tm: TaskManager, mmspec_root: Path) -> None:
