@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 export HF_HUB_OFFLINE=1 MMSPEC_TEST_DEVICE=cuda MMSPEC_TEST_EXECUTION=graph
-python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_lossless.py tests/test_sampling.py "$@"
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu_graphs.py tests/test_engine.py tests/test_lossless.py tests/test_sampling.py "$@"

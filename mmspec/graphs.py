@@ -137,8 +137,16 @@ class StepCache:
                 step.fn()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
+        # cuBLAS keeps one workspace per (handle, stream), allocated on first use; the warm-up put it
+        # in ordinary memory, which anyone may free: torch.compile's CUDA-graph trees clear every
+        # workspace when they record, and a graph still pointing at it then writes into memory that
+        # is someone else's (an illegal access, or silently wrong results). Dropping the cached
+        # workspaces now makes the capture allocate its own, in our graphs' private pool, and
+        # dropping them again after keeps that pool's memory out of later eager matmuls.
+        torch._C._cuda_clearCublasWorkspaces()
         with torch.cuda.graph(graph, pool=self.pool, stream=stream):  # the warm-up's stream (cuBLAS state)
             step.outputs = step.fn()
+        torch._C._cuda_clearCublasWorkspaces()
         step.graph = graph
         torch.cuda.synchronize(self.device)
         self.capture_time_s += time.perf_counter() - t0
