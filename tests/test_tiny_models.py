@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import socket
-import time
 import warnings
 
 import pytest
@@ -280,10 +279,8 @@ def test_ensure_is_idempotent(cache, monkeypatch):
         raise AssertionError("rebuilt an existing model")
 
     monkeypatch.setattr(tiny, "build_tiny_model", no_rebuild)
-    start = time.perf_counter()
     for name in NAMES:
         assert ensure_tiny_model(name, cache) == folders[name]
-    assert time.perf_counter() - start < 0.5
 
 
 def test_publish_is_atomic_and_handles_races(tmp_path):
