@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,46 @@ class RecordFile:
             fh.write(record.to_json() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+TurnKey = tuple[str, str, int]  # (task, sample id, turn index)
+
+
+@dataclass
+class RunRecords:
+    """All records of one ``<output_path>/<model>/<spec>`` folder, by task."""
+
+    by_task: dict[str, list[SampleRecord]]
+
+    def turns(self) -> dict[TurnKey, TurnRecord]:
+        """Every turn of every finished (``ok``) sample, by (task, sample id, turn index)."""
+        return {
+            (task, rec.id, i): turn
+            for task, recs in self.by_task.items()
+            for rec in recs
+            if rec.status == "ok"
+            for i, turn in enumerate(rec.turns)
+        }
+
+
+def task_folders(run_dir: Path) -> list[str]:
+    """Names of the task folders of a run folder that hold records."""
+    return sorted(p.parent.name for p in Path(run_dir).glob("*/samples.jsonl"))
+
+
+def read_run(run_dir: Path, tasks: Iterable[str] | None = None) -> RunRecords:
+    """The records of a run folder (``<output_path>/<model>/<spec>``): of ``tasks``, default all.
+
+    The public way to read what a run wrote (``oracle`` and the results use it); the file layout
+    stays private to this module.
+    """
+    run_dir = Path(run_dir)
+    by_task: dict[str, list[SampleRecord]] = {}
+    for task in sorted(task_folders(run_dir) if tasks is None else tasks):
+        recs = RecordFile(run_dir / task / "samples.jsonl").read()
+        if recs:
+            by_task[task] = list(recs.values())
+    return RunRecords(by_task)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -12,43 +12,9 @@ Definitions (also in README):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mmspec.records import RecordFile, SampleRecord, TurnRecord
-
-TurnKey = tuple[str, str, int]  # (task, sample id, turn index)
-
-
-@dataclass
-class RunRecords:
-    """All records of one (model, spec) folder, by task."""
-
-    by_task: dict[str, list[SampleRecord]]
-
-    @classmethod
-    def load(cls, run_dir: Path, tasks: Iterable[str] | None = None) -> RunRecords:
-        """Records of ``tasks`` (default: every task folder holding a samples.jsonl)."""
-        run_dir = Path(run_dir)
-        if tasks is None:
-            tasks = [p.parent.name for p in run_dir.glob("*/samples.jsonl")]
-        by_task: dict[str, list[SampleRecord]] = {}
-        for task in sorted(tasks):
-            recs = RecordFile(run_dir / task / "samples.jsonl").read()
-            if recs:
-                by_task[task] = list(recs.values())
-        return cls(by_task)
-
-    def turns(self) -> dict[TurnKey, TurnRecord]:
-        return {
-            (task, rec.id, i): turn
-            for task, recs in self.by_task.items()
-            for rec in recs
-            if rec.status == "ok"
-            for i, turn in enumerate(rec.turns)
-        }
+from mmspec.records import RunRecords, SampleRecord, TurnKey, TurnRecord
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
@@ -140,6 +106,7 @@ def build_results(
     for task, recs in sorted(run.by_task.items()):
         pairs = [(task, r) for r in recs]
         tasks[task] = summarize(pairs, base_turns, compare_tokens)
+        tasks[task]["first_error"] = next((r.error for r in recs if r.status != "ok"), None)
         if task_fingerprints and task in task_fingerprints:
             tasks[task]["task_fingerprint"] = task_fingerprints[task]
         for p in pairs:
