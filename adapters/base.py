@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from mmspec import attention
+from mmspec.errors import MmspecError
 from mmspec.graphs import EXECUTION_MODES, Step, StepCache, bucket, round_up
 from mmspec.kv_cache import EngineCache
 from mmspec.tree import DraftTree
@@ -30,7 +31,7 @@ TREE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
 LEN_STEP = 256
 
 
-class AdapterError(RuntimeError):
+class AdapterError(MmspecError, RuntimeError):
     """A model could not be loaded or used; the message names the checkpoint and the problem."""
 
 

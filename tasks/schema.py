@@ -6,12 +6,12 @@ message naming the file and the key instead of being silently ignored.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmspec.registry import did_you_mean
 from mmspec.tasks.errors import TaskError
 from mmspec.tasks.yaml_loader import FunctionRef
 
@@ -70,11 +70,6 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
 
-def _stops(v: Any) -> str | None:
-    ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-    return None if ok else "a string or a list of strings"
-
-
 Check = Callable[[Any], str | None]
 
 TASK_KEYS: dict[str, Check] = {
@@ -105,7 +100,13 @@ GENERATION_KEYS: dict[str, Check] = {
     "max_new_tokens": _positive_int,
     "temperature": _non_negative,
     "do_sample": _bool,
-    "until": _stops,
+}
+#: lm-eval keys we refuse on purpose, with the reason.
+REJECTED_KEYS: dict[str, str] = {
+    "generation_kwargs.until": (
+        "stop strings are not supported: a turn ends at the model's own stop tokens or at "
+        "`max_new_tokens`, as in MMSpec's protocol; remove it"
+    ),
 }
 REQUIRED_TASK_KEYS = ("dataset_path", "test_split")
 
@@ -128,19 +129,16 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
 def _check_keys(
     config: dict[str, Any], origins: dict[str, Path], source: Path, keys: dict[str, Check], prefix: str = ""
 ) -> None:
     for key, value in config.items():
         where = origins.get(key, source)
+        if f"{prefix}{key}" in REJECTED_KEYS:
+            raise TaskError(f"{where}: `{prefix}{key}`: {REJECTED_KEYS[prefix + key]}")
         if key not in keys:
             raise TaskError(
-                f"{where}: unknown key `{prefix}{key}`{_suggest(str(key), list(keys))}; "
+                f"{where}: unknown key `{prefix}{key}`{did_you_mean(str(key), keys, n=1)}; "
                 f"known keys: {', '.join(keys)}"
             )
         expected = keys[key](value)

@@ -8,19 +8,20 @@ never imports transformers modeling code or touches the target's cache.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmspec.adapters.base import Capture, ForwardOutput
+from mmspec.errors import MmspecError
+from mmspec.registry import did_you_mean
 from mmspec.tree import DraftTree
 
 if TYPE_CHECKING:
     from mmspec.adapters.base import VLMAdapter
 
 
-class SpecArgError(ValueError):
+class SpecArgError(MmspecError, ValueError):
     """A ``--spec_args`` key or value that a method does not accept."""
 
 
@@ -153,8 +154,8 @@ def parse_spec_args(name: str, defaults: dict[str, Any], given: dict[str, Any]) 
     unknown = [k for k in given if k not in defaults]
     if unknown:
         k = unknown[0]
-        close = difflib.get_close_matches(k, list(defaults), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
         allowed = ", ".join(sorted(defaults)) or "none"
-        raise SpecArgError(f"--spec_args: {name!r} has no parameter {k!r}{hint} (accepted: {allowed})")
+        raise SpecArgError(
+            f"--spec_args: {name!r} has no parameter {k!r}{did_you_mean(k, defaults)}; accepted: {allowed}"
+        )
     return {k: coerce(name, k, given.get(k, v), v) for k, v in defaults.items()}
