@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import logging
@@ -12,7 +11,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined
 
-from mmspec.tasks.data import DataRoot, load_data, local_data_files
+from mmspec.registry import did_you_mean
+from mmspec.tasks.data import GET_MMSPEC, DataRoot, load_data, local_data_files
 from mmspec.tasks.errors import TaskError
 from mmspec.tasks.messages import mmspec_chat
 from mmspec.tasks.sample import Sample
@@ -76,7 +76,7 @@ class Task:
     # ------------------------------------------------------------------ settings
     @property
     def generation_kwargs(self) -> dict[str, Any]:
-        """The task's generation settings (`max_new_tokens`, `temperature`, `do_sample`, `until`)."""
+        """The task's generation settings (`max_new_tokens`, `temperature`, `do_sample`)."""
         gen = dict(self.config["generation_kwargs"])
         if "temperature" in gen:
             gen["temperature"] = float(gen["temperature"])
@@ -143,10 +143,9 @@ class Task:
         fields = {k for _, r in numbered if isinstance(r, dict) for k in r}
         for key in flt:
             if key not in fields:
-                close = difflib.get_close_matches(key, sorted(fields), n=1)
-                hint = f" (did you mean `{close[0]}`?)" if close else ""
                 raise TaskError(
-                    f"{self._where('filter')}: no record of {self._data_label} has a field {key!r}{hint}"
+                    f"{self._where('filter')}: no record of {self._data_label} has a field {key!r}"
+                    f"{did_you_mean(key, fields, n=1)}"
                 )
         kept = [
             (n, r) for n, r in numbered if isinstance(r, dict) and all(r.get(k) == v for k, v in flt.items())
@@ -173,9 +172,8 @@ class Task:
         if self.config["image_field"]:
             layout.append(f"{self._render_as('DIR', 'image_dir')}/<image files>")
         return (
-            f"{msg} (dataset root {self.dataset_root.path}, from {self.dataset_root.origin}). "
-            f"Pass --dataset_root DIR or set the MMSPEC_ROOT environment variable; "
-            f"expected layout: {', '.join(layout)}"
+            f"{msg} (dataset root {self.dataset_root.path}, from {self.dataset_root.origin}; "
+            f"expected layout: {', '.join(layout)}). {GET_MMSPEC}"
         )
 
     def _render_as(self, dataset_root: str, key: str) -> Any:
@@ -186,10 +184,6 @@ class Task:
         cfg = self.config
         id_field, turns_field = cfg["id_field"], cfg["turns_field"]
         image_dir = Path(cfg["image_dir"])
-        if cfg["image_field"] and not image_dir.is_dir():
-            log.warning(
-                "task %s: image folder %s does not exist; its samples will fail", self.name, image_dir
-            )
         seen: dict[str, int] = {}
         samples = []
         for n, doc in numbered:
@@ -250,6 +244,52 @@ class Task:
                 n, sid, f"`{field}` must be an image file name or a list of them, got {value!r:.80}"
             )
         return [image_dir / x for x in names]
+
+    # ------------------------------------------------------------------ checks
+    def check(self, limit: int | None = None) -> None:
+        """Everything a run needs, checked before a model loads: data, image folder, templates.
+
+        Reads the samples (data file and record errors), requires the image folder and at least
+        one of the images of the first ``limit`` samples (a wrong `--dataset_root` or a download
+        without images), warns about the others that are missing (those samples will fail), and
+        renders every turn of the first sample (template errors). Raises `TaskError`.
+        """
+        samples = self.samples()[:limit]
+        if not samples:
+            raise TaskError(f"task {self.name}: {self._data_label} holds no records [{self.source}]")
+        if self.config["image_field"]:
+            self._check_images(samples)
+        self.preview(samples[0])
+
+    def _check_images(self, samples: list[Sample]) -> None:
+        image_dir = Path(self.config["image_dir"])
+        hint = (
+            GET_MMSPEC
+            if "dataset_root" in json.dumps(self._raw.get("image_dir", ""), default=str)
+            else (f"check `image_dir` in {self._origins.get('image_dir', self.source)}")
+        )
+        if not image_dir.is_dir():
+            raise TaskError(f"task {self.name}: image folder not found: {image_dir}. {hint}")
+        paths = [p for s in samples for p in s.image_paths]
+        missing = [p for p in paths if not p.is_file()]
+        if paths and len(missing) == len(paths):
+            raise TaskError(
+                f"task {self.name}: none of the {len(paths)} images is in {image_dir} (first: "
+                f"{missing[0].name}). {hint}"
+            )
+        if missing:
+            log.warning(
+                "task %s: %d of %d image files are missing (first: %s); those samples will fail",
+                self.name, len(missing), len(paths), missing[0],
+            )  # fmt: skip
+
+    def preview(self, sample: Sample) -> list[list[dict[str, Any]]]:
+        """The messages of every turn of `sample`, earlier answers shown as `<answer to turn k>`.
+
+        Renders the task's templates without a model (`--show_prompt`, and the check before a run).
+        """
+        history = [f"<answer to turn {k}>" for k in range(len(sample.turns))]
+        return [self.build_messages(sample, i, history[:i]) for i in range(len(sample.turns))]
 
     # ------------------------------------------------------------------ prompts
     def build_messages(self, sample: Sample, turn_index: int, history: list[str]) -> list[dict[str, Any]]:
