@@ -1,68 +1,40 @@
-"""Run tasks x samples x turns through one engine, append records, resume, write results.json."""
+"""Run tasks x samples x turns through one engine, append records, resume, write results.json.
+
+`run_methods` runs several methods in one process: everything is checked first (`mmspec.plan`),
+the target is loaded once, then the baseline and each method run in turn with identical rules
+(same warm-up, same timing), each into its own ``<output_path>/<model>/<spec>`` folder. Graphs the
+target captured for one method are reused by the next (the adapter keys them by shape).
+"""
 
 from __future__ import annotations
 
+import gc
 import logging
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mmspec.engine import Engine, TurnResult
 from mmspec.environment import environment
+from mmspec.plan import (
+    HarnessError,
+    RunConfig,
+    TaskRun,
+    assign_spec_args,
+    check_methods,
+    load_task_runs,
+)
 from mmspec.progress import Progress
-from mmspec.records import RecordFile, SampleRecord, TurnRecord, write_json_atomic
-from mmspec.results import RunRecords, build_results
+from mmspec.records import RecordFile, RunRecords, SampleRecord, TurnRecord, read_run, write_json_atomic
+from mmspec.results import build_results
 
 log = logging.getLogger("mmspec")
 
 RESULTS_SCHEMA_VERSION = 1
 
-
-class HarnessError(RuntimeError):
-    """A run cannot start or continue; the message says what to change."""
-
-
-@dataclass
-class RunConfig:
-    """Everything the CLI resolves before a run (see ``mmspec-harness --help``)."""
-
-    tasks: list[str]
-    model: str
-    model_args: dict[str, Any] = field(default_factory=dict)
-    spec: str = "baseline"
-    spec_args: dict[str, Any] = field(default_factory=dict)
-    output_path: Path = Path("results")
-    limit: int | None = None
-    temperature: float | None = None
-    max_new_tokens: int | None = None
-    seed: int = 0
-    warmup: int = 3
-    include_path: list[str] = field(default_factory=list)
-    dataset_root: str | None = None
-    strict: bool = False
-
-
-@dataclass
-class TaskRun:
-    """A loaded task with its resolved generation settings."""
-
-    task: Any
-    temperature: float
-    max_new_tokens: int
-
-    @property
-    def name(self) -> str:
-        return self.task.name
-
-    def identity(self) -> dict[str, Any]:
-        return {
-            "task": self.name,
-            "task_fingerprint": self.task.fingerprint,
-            "temperature": self.temperature,
-            "max_new_tokens": self.max_new_tokens,
-        }
+__all__ = ["Harness", "HarnessError", "RunConfig", "TaskRun", "run_methods", "turn_seed"]
 
 
 def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
@@ -70,35 +42,54 @@ def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
     return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
 
 
+def run_methods(
+    config: RunConfig,
+    specs: list[str],
+    adapter: Any = None,
+    task_runs: list[TaskRun] | None = None,
+    skip_unavailable: bool = False,
+) -> list[dict[str, Any]]:
+    """Check everything, load the target once, run each method of ``specs`` in order.
+
+    ``config.spec_args`` holds the ``--spec_args`` of all methods (see `assign_spec_args`);
+    ``skip_unavailable`` leaves out draft methods without a checkpoint (``--spec all``).
+    Returns the results of each method run.
+    """
+    from mmspec.adapters import check_model, load_model
+
+    config.check()
+    task_runs = task_runs if task_runs is not None else load_task_runs(config)
+    check_model(config.model, config.model_args)
+    spec_args = assign_spec_args(specs, config.spec_args)
+    specs = check_methods(specs, spec_args, config.model, config.model_args, skip_unavailable)
+    if not specs:
+        raise HarnessError("no method left to run (see the warnings above)")
+    adapter = adapter if adapter is not None else load_model(config.model, config.model_args)
+    results = []
+    for i, spec in enumerate(specs, 1):
+        if len(specs) > 1:
+            log.info("method %d/%d: %s", i, len(specs), spec)
+        cfg = replace(config, spec=spec, spec_args=spec_args[spec])
+        results.append(Harness(cfg, adapter=adapter, task_runs=task_runs)._run_method())
+        gc.collect()  # the previous method's drafter (and its draft model) before the next one builds
+    return results
+
+
 class Harness:
     """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
 
-    def __init__(self, config: RunConfig, adapter: Any = None) -> None:
+    def __init__(
+        self, config: RunConfig, adapter: Any = None, task_runs: list[TaskRun] | None = None
+    ) -> None:
         self.config = config
         self._adapter = adapter
+        self._task_runs = task_runs
+
+    def run(self) -> dict[str, Any]:
+        """Check, load (unless an adapter was given), run this method, write results.json."""
+        return run_methods(self.config, [self.config.spec], self._adapter, self._task_runs)[0]
 
     # ------------------------------------------------------------------ setup
-    def _load_tasks(self) -> list[TaskRun]:
-        from mmspec.tasks import TaskManager
-
-        tm = TaskManager(include_paths=self.config.include_path)
-        runs = []
-        for name in tm.resolve(self.config.tasks):
-            task = tm.load(name, dataset_root=self.config.dataset_root)
-            gen = task.generation_kwargs
-            temp = (
-                self.config.temperature
-                if self.config.temperature is not None
-                else gen.get("temperature", 0.0)
-            )
-            if not gen.get("do_sample", temp > 0) and self.config.temperature is None:
-                temp = 0.0
-            max_new = self.config.max_new_tokens or gen.get("max_new_tokens", 1024)
-            if int(max_new) < 1:
-                raise HarnessError(f"task {name}: max_new_tokens must be >= 1 (got {max_new})")
-            runs.append(TaskRun(task, float(temp or 0.0), int(max_new)))
-        return runs
-
     def _run_identity(self, adapter: Any, drafter: Any) -> dict[str, Any]:
         return {
             "model": self.config.model,
@@ -130,16 +121,12 @@ class Harness:
             write_json_atomic(path, identity)
 
     # -------------------------------------------------------------------- run
-    def run(self) -> dict[str, Any]:
-        from mmspec.adapters import load_model
+    def _run_method(self) -> dict[str, Any]:
         from mmspec.methods import get_spec
         from mmspec.methods.base import RunInfo
 
-        cfg = self.config
-        task_runs = self._load_tasks()  # fail on bad tasks/data before loading a model
-        spec_cls = get_spec(cfg.spec)
-        adapter = self._adapter or load_model(cfg.model, cfg.model_args)
-        drafter = spec_cls(adapter, **cfg.spec_args)
+        cfg, adapter, task_runs = self.config, self._adapter, self._task_runs
+        drafter = get_spec(cfg.spec)(adapter, **cfg.spec_args)
         drafter.attach(RunInfo(output_path=Path(cfg.output_path), model=cfg.model))
         engine = Engine(adapter, drafter)
         run_dir = Path(cfg.output_path) / cfg.model / cfg.spec
@@ -158,8 +145,7 @@ class Harness:
         self._warmup(engine, adapter, task_runs)
         for tr in task_runs:
             self._run_task(engine, adapter, tr, run_dir / tr.name)
-        results = self._write_results(adapter, drafter, identity, run_dir, task_runs)
-        return results
+        return self._write_results(adapter, drafter, identity, run_dir, task_runs)
 
     def _warmup(self, engine: Engine, adapter: Any, task_runs: list[TaskRun]) -> None:
         """Run the first samples untimed and unrecorded (kernels, allocator, graphs)."""
@@ -175,7 +161,7 @@ class Harness:
             except Exception as exc:  # a warm-up failure must not hide the real run's report
                 log.warning("warm-up sample %s failed: %s", sample.id, exc)
             done += 1
-        log.info("warm-up: %d sample(s) of %s", done, tr.name)
+        log.info("%s: warm-up: %d sample(s) of %s", self.config.spec, done, tr.name)
 
     def _run_task(self, engine: Engine, adapter: Any, tr: TaskRun, task_dir: Path) -> None:
         records = RecordFile(task_dir / "samples.jsonl")
@@ -185,9 +171,10 @@ class Harness:
             samples = samples[: self.config.limit]
         todo = [s for s in samples if s.id not in existing or existing[s.id].status != "ok"]
         done_ok = len(samples) - len(todo)
+        label = f"{self.config.spec} {tr.name}"
         if done_ok:
-            log.info("%s: resuming, %d of %d samples already recorded", tr.name, done_ok, len(samples))
-        with Progress(tr.name, total=len(samples), initial=done_ok) as bar:
+            log.info("%s: resuming, %d of %d samples already recorded", label, done_ok, len(samples))
+        with Progress(label, total=len(samples), initial=done_ok) as bar:
             for s in todo:
                 rec = self._run_sample(engine, adapter, tr, s)
                 records.append(rec)
@@ -240,7 +227,7 @@ class Harness:
                 usable.append(tr.name)
             elif (base_dir / tr.name).exists():
                 log.warning("baseline of %s ran with different task settings: no speedups there", tr.name)
-        return RunRecords.load(base_dir, usable)
+        return read_run(base_dir, usable)
 
     def _write_results(
         self, adapter: Any, drafter: Any, identity: dict[str, Any], run_dir: Path, task_runs: list[TaskRun]
@@ -248,7 +235,7 @@ class Harness:
         import mmspec
 
         cfg = self.config
-        run = RunRecords.load(run_dir, [tr.name for tr in task_runs])
+        run = read_run(run_dir, [tr.name for tr in task_runs])
         baseline = self._baseline(identity, task_runs)
         greedy = all(tr.temperature == 0 for tr in task_runs)
         metrics = build_results(run, baseline, compare_tokens=greedy,
@@ -276,6 +263,11 @@ class Harness:
         write_json_atomic(run_dir / "results.json", results)
         log.info("wrote %s", run_dir / "results.json")
         return results
+
+
+def failed_tasks(results: dict[str, Any]) -> list[str]:
+    """Tasks of a results dict in which every recorded sample failed (the CLI exits non-zero)."""
+    return [name for name, m in results.get("tasks", {}).items() if m["n_samples"] == 0 and m["n_failed"] > 0]
 
 
 def turn_record(res: TurnResult, text: str) -> TurnRecord:
