@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ from _models import TINY_MODELS, tiny_adapter
 
 from mmspec.cli import main
 from mmspec.harness import Harness, HarnessError, RunConfig
-from mmspec.methods import SPECS, register_spec
-from mmspec.methods.base import Drafter
+from mmspec.methods import SPECS, get_spec, register_spec
+from mmspec.methods.base import Drafter, SpecArgError
+from mmspec.plan import assign_spec_args, resolve_specs
 from mmspec.records import RecordFile
 from mmspec.tasks import TaskManager
 from mmspec.tree import DraftTree
@@ -225,12 +227,13 @@ def test_missing_image_fails_that_sample_only(tmp_path, mmspec_root):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "tiny-qwen25v"], "Did you mean: tiny-qwen25vl"),
-        (["--spec", "eagel"], "unknown spec 'eagel'"),
-        (["--tasks", "mmspec_demoo"], "mmspec_demo"),
-        (["--model_args", "dtipe=float32"], "Did you mean dtype"),
+        (["--model", "tiny-qwen25v"], "(did you mean `tiny-qwen25vl`"),
+        (["--spec", "eagel"], "unknown spec 'eagel' (did you mean `eagle`"),
+        (["--spec", "baseline,eagel"], "unknown spec 'eagel'"),
+        (["--tasks", "mmspec_demoo"], "(did you mean `mmspec_demo`"),
+        (["--model_args", "dtipe=float32"], "(did you mean `dtype`?)"),
         (["--model_args", "dtype"], "key=value"),
-        (["--spec", "pld", "--spec_args", "max_ngrams=3"], "did you mean max_ngram"),
+        (["--spec", "pld", "--spec_args", "max_ngrams=3"], "(did you mean `max_ngram`"),
         (["--spec", "pld", "--spec_args", "max_ngram=x"], "expected a int"),
         (["--tasks", "mmspec_testmini", "--dataset_root", "/nonexistent/mmspec"], "/nonexistent/mmspec"),
     ],
@@ -253,3 +256,187 @@ def test_list_names(capsys):
     assert "pld" in out and "recycling" in out
     assert cli("--list", "tasks") == 0
     assert "mmspec_testmini" in capsys.readouterr().out
+
+
+def test_list_specs_matches_the_classes():
+    """The static table `--list specs` prints (no imports) says what each class says."""
+    for name, entry in SPECS.items():
+        cls = get_spec(name)
+        assert entry.summary == cls.paper, name
+        assert entry.draft == (getattr(cls, "checkpoint_method", None) or ("medusa" if name == "medusa" else None)
+                               or getattr(getattr(cls, "inner_cls", None), "checkpoint_method", None)), name  # fmt: skip
+
+
+# ---------------------------------------------------------------------- several methods in one run
+def test_spec_lists_and_all():
+    assert resolve_specs("pld") == ["pld"]
+    assert resolve_specs("pld, baseline,pld") == ["baseline", "pld"]  # baseline first, once
+    everything = resolve_specs("all")
+    assert everything[0] == "baseline" and "oracle" not in everything
+    assert set(everything) == set(SPECS) - {"oracle"}
+    gates = [i for i, n in enumerate(everything) if SPECS[n].gate]
+    assert gates == list(range(len(everything) - len(gates), len(everything)))  # ViSkip methods last
+    assert resolve_specs("sam_vskip,pld,oracle") == ["pld", "oracle", "sam_vskip"]
+
+
+def test_spec_args_go_to_the_methods_that_take_them():
+    args = assign_spec_args(["baseline", "pld", "sam"], {"max_ngram": "3", "sam.n_predicts": "7"})
+    assert args == {"baseline": {}, "pld": {"max_ngram": "3"}, "sam": {"n_predicts": "7"}}
+    with pytest.raises(SpecArgError, match=r"--spec_args max_ngrams: none of the methods run .* takes it "
+                                           r"\(did you mean `max_ngram`"):  # fmt: skip
+        assign_spec_args(["baseline", "pld"], {"max_ngrams": "3"})
+    with pytest.raises(ValueError, match=r"'sam' is not one of the methods run"):
+        assign_spec_args(["baseline", "pld"], {"sam.n_predicts": "3"})
+
+
+def test_several_methods_load_the_target_once(tmp_path, capsys, caplog, monkeypatch):
+    import mmspec.adapters
+
+    adapter = tiny_adapter("tiny-llava15")
+    loads, prepared = [], []
+    monkeypatch.setattr(mmspec.adapters, "load_model", lambda *a: loads.append(a) or adapter)
+    real_prepare = type(adapter).prepare
+    monkeypatch.setattr(
+        type(adapter), "prepare", lambda self, *a: prepared.append(a) or real_prepare(self, *a)
+    )
+    common = ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+              "--max_new_tokens", "6", "--warmup", "1", "--limit", "2"]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="mmspec"):
+        assert cli(*common, "--spec", "pld,baseline", "--spec_args", "num_draft=4", "--strict") == 0
+    assert len(loads) == 1 and len(prepared) == 2  # one target; each method prepares (graphs are reused)
+    order = [r.getMessage() for r in caplog.records if r.getMessage().startswith("method ")]
+    assert order == ["method 1/2: baseline", "method 2/2: pld"]
+    assert any(r.getMessage().startswith("pld mmspec_demo: 2/2") for r in caplog.records)  # progress names it
+    out = capsys.readouterr().out
+    assert "tiny-llava15 / baseline" in out and "tiny-llava15 / pld" in out
+    pld = read_results(tmp_path, "tiny-llava15", "pld")
+    assert pld["config"]["spec_args"]["num_draft"] == 4
+    assert pld["overall"]["exact_match_rate"] == 1.0  # compared with the baseline run just before
+    assert read_results(tmp_path, "tiny-llava15", "baseline")["config"]["warmup"] == 1
+
+
+def test_spec_all_skips_draft_methods_without_a_checkpoint(tmp_path, caplog, monkeypatch):
+    from mmspec.plan import check_methods
+
+    with caplog.at_level(logging.WARNING, logger="mmspec"):
+        kept = check_methods(resolve_specs("all"), {}, "tiny-qwen25vl", {}, skip_unavailable=True)
+    assert kept == [n for n in resolve_specs("all") if SPECS[n].draft is None]
+    assert "skipping eagle2 (no published eagle draft is known" in caplog.text
+    with_random = assign_spec_args(resolve_specs("all"), {"checkpoint": "random"})
+    assert check_methods(resolve_specs("all"), with_random, "tiny-qwen25vl", {}, True) == resolve_specs("all")
+
+
+def _no_model_load(monkeypatch):
+    import mmspec.adapters
+
+    def refuse(*args):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(mmspec.adapters, "load_model", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--spec", "eagle2"], "eagle2: no published eagle draft is known for this model; pass --spec_args "
+                               "checkpoint=DIR"),
+        (["--spec", "eagle2", "--spec_args", "checkpoint=/nonexistent/draft"], "checkpoint=/nonexistent/draft: no "
+                                                                               "such folder"),
+        (["--spec", "pld,eagle", "--spec_args", "eagle.checkpoint=~nope"], "checkpoint=~nope: no such folder"),
+        (["--spec", "pld", "--spec_args", "num_draft=x"], "expected a int"),
+        (["--tasks", "mmspec_testmini", "--dataset_root", "/nonexistent"], "github.com/killthefullmoon/MMSpec"),
+        (["--model_args", "pretrained=/nonexistent/model"], "pretrained=/nonexistent/model: no such folder"),
+    ],
+)  # fmt: skip
+def test_bad_input_fails_before_the_model_loads(tmp_path, capsys, monkeypatch, args, message):
+    _no_model_load(monkeypatch)
+    base = {"--tasks": "mmspec_demo", "--model": "tiny-llava15", "--output_path": str(tmp_path)}
+    base.update(zip(args[::2], args[1::2]))
+    assert cli(*[x for kv in base.items() for x in kv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "tiny-llava15").exists()  # nothing written either
+
+
+def test_offline_hub_id_fails_fast_with_a_way_out(tmp_path, capsys, monkeypatch):
+    import mmspec.hub
+
+    _no_model_load(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mmspec.hub.hub_unavailable_reason.cache_clear()
+    try:
+        from mmspec.adapters.registry import load_model  # the real one: it must fail before loading
+
+        with pytest.raises(mmspec.hub.HubUnavailableError, match=r"'Qwen/No-Such-Model-7B' is a Hugging Face hub "
+                           r"id, but HF_HUB_OFFLINE is set .* pass --model_args pretrained=DIR"):  # fmt: skip
+            load_model("qwen25vl", {"pretrained": "Qwen/No-Such-Model-7B"})
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+        mmspec.hub.hub_unavailable_reason.cache_clear()
+        assert "http://127.0.0.1:9 is unreachable" in mmspec.hub.hub_unavailable_reason()
+    finally:
+        mmspec.hub.hub_unavailable_reason.cache_clear()
+
+
+def test_only_our_errors_become_one_line(tmp_path, monkeypatch):
+    def bug(self):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(Harness, "_run_method", bug)
+    with pytest.raises(ValueError, match="a bug"):  # keeps its traceback
+        cli(
+            "--tasks",
+            "mmspec_demo",
+            "--model",
+            "tiny-llava15",
+            "--output_path",
+            str(tmp_path),
+            "--limit",
+            "1",
+        )
+
+
+def test_show_prompt_needs_no_model(capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    assert cli("--tasks", "mmspec_demo", "--show_prompt", "7") == 0
+    out = capsys.readouterr().out
+    assert out.count("=== mmspec_demo / sample ") == 7
+    assert "[user] <image> What color is the car" in out and "[assistant] <answer to turn 0>" in out
+
+
+def test_every_sample_failing_exits_non_zero(tmp_path, capsys, monkeypatch):
+    from mmspec.tasks import Sample, SampleError
+
+    def broken(self):
+        raise SampleError(f"task mmspec_demo: sample {self.id}: cannot read image {self.image_paths[0]}")
+
+    monkeypatch.setattr(Sample, "load_images", broken)
+    code = cli("--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+               "--limit", "2", "--warmup", "0")  # fmt: skip
+    assert code == 4
+    assert "every sample of mmspec_demo failed (baseline); first error: task mmspec_demo: sample demo_00" in (
+        capsys.readouterr().err
+    )
+
+
+def test_names_and_task_errors_import_no_torch(tmp_path):
+    """`--list`, name typos and task errors answer before torch/transformers are imported."""
+    import subprocess
+    import sys
+
+    (tmp_path / "t.yaml").write_text("task: t\ndataset_path: json\ntest_split: train\nsytem_prompt: x\n")
+    code = f"""
+import sys
+from mmspec.cli import main
+for argv in (["--list", "specs"], ["--list", "models"], ["--list", "tasks"],
+             ["--tasks", "mmspec_demoo", "--model", "tiny-llava15"],
+             ["--tasks", "t", "--model", "tiny-llava15", "--include_path", {str(tmp_path)!r}],
+             ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--spec", "eagel"],
+             ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--limit", "0"]):
+    main(argv)
+heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print("HEAVY", heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert out.stderr.count("mmspec-harness: error:") == 4
