@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import zlib
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 from mmspec.engine import Engine, TurnResult
 from mmspec.environment import environment
+from mmspec.locks import FolderLock
 from mmspec.plan import (
     HarnessError,
     RunConfig,
@@ -27,7 +30,16 @@ from mmspec.plan import (
     load_task_runs,
 )
 from mmspec.progress import Progress
-from mmspec.records import RecordFile, RunRecords, SampleRecord, TurnRecord, read_run, write_json_atomic
+from mmspec.records import (
+    RecordFile,
+    RunRecords,
+    SampleRecord,
+    TurnRecord,
+    read_json,
+    read_run,
+    task_folders,
+    write_json_atomic,
+)
 from mmspec.results import build_results
 
 log = logging.getLogger("mmspec")
@@ -40,6 +52,11 @@ __all__ = ["Harness", "HarnessError", "RunConfig", "TaskRun", "run_methods", "tu
 def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
     """A stable per-turn seed, so a resumed run samples exactly what a fresh run would."""
     return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
+
+
+def new_run_id() -> str:
+    """Names one invocation (UTC start time and pid); every record it writes carries it."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
 
 
 def run_methods(
@@ -64,14 +81,19 @@ def run_methods(
     specs = check_methods(specs, spec_args, config.model, config.model_args, skip_unavailable)
     if not specs:
         raise HarnessError("no method left to run (see the warnings above)")
-    adapter = adapter if adapter is not None else load_model(config.model, config.model_args)
+    run_id = new_run_id()
     results = []
-    for i, spec in enumerate(specs, 1):
-        if len(specs) > 1:
-            log.info("method %d/%d: %s", i, len(specs), spec)
-        cfg = replace(config, spec=spec, spec_args=spec_args[spec])
-        results.append(Harness(cfg, adapter=adapter, task_runs=task_runs)._run_method())
-        gc.collect()  # the previous method's drafter (and its draft model) before the next one builds
+    with ExitStack() as locks:  # one writer per (model, spec, task) folder, taken before the model loads
+        for spec in specs:
+            for tr in task_runs:
+                locks.enter_context(FolderLock(Path(config.output_path) / config.model / spec / tr.name))
+        adapter = adapter if adapter is not None else load_model(config.model, config.model_args)
+        for i, spec in enumerate(specs, 1):
+            if len(specs) > 1:
+                log.info("method %d/%d: %s", i, len(specs), spec)
+            cfg = replace(config, spec=spec, spec_args=spec_args[spec])
+            results.append(Harness(cfg, adapter=adapter, task_runs=task_runs, run_id=run_id)._run_method())
+            gc.collect()  # the previous method's drafter (and its draft model) before the next one builds
     return results
 
 
@@ -79,11 +101,12 @@ class Harness:
     """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
 
     def __init__(
-        self, config: RunConfig, adapter: Any = None, task_runs: list[TaskRun] | None = None
+        self, config: RunConfig, adapter: Any = None, task_runs: list[TaskRun] | None = None, run_id: str = ""
     ) -> None:
         self.config = config
         self._adapter = adapter
         self._task_runs = task_runs
+        self.run_id = run_id or new_run_id()
 
     def run(self) -> dict[str, Any]:
         """Check, load (unless an adapter was given), run this method, write results.json."""
@@ -106,10 +129,8 @@ class Harness:
     @staticmethod
     def _check_or_write(path: Path, identity: dict[str, Any], what: str) -> None:
         """Refuse to mix records of different settings in one folder (resume safety)."""
-        import json
-
         if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = read_json(path)
             diff = {k: (old.get(k), v) for k, v in identity.items() if old.get(k) != v}
             if diff:
                 k, (a, b) = next(iter(diff.items()))
@@ -183,7 +204,8 @@ class Harness:
     def _run_sample(self, engine: Engine, adapter: Any, tr: TaskRun, sample: Any) -> SampleRecord:
         from mmspec.tasks import SampleError
 
-        base = dict(id=sample.id, task=tr.name, category=sample.category, subcategory=sample.subcategory)
+        base = dict(id=sample.id, task=tr.name, category=sample.category, subcategory=sample.subcategory,
+                    run=self.run_id)  # fmt: skip
         try:
             images = sample.load_images()
         except SampleError as exc:
@@ -194,7 +216,14 @@ class Harness:
         turns: list[TurnRecord] = []
         for i in range(len(sample.turns)):
             messages = tr.task.build_messages(sample, i, history)
-            prompt = adapter.encode(messages, images)
+            try:
+                prompt = adapter.encode(messages, images)
+            except (ValueError, TypeError, OSError) as exc:  # the processor refused this sample's input
+                files = ", ".join(str(p) for p in sample.image_paths) or "no image"
+                error = (f"task {tr.name}: sample {sample.id}: the processor cannot take this input "
+                         f"({files}): {type(exc).__name__}: {exc}")  # fmt: skip
+                log.error("%s", error)
+                return SampleRecord(**base, status="failed", error=error)
             seed = turn_seed(self.config.seed, tr.name, sample.id, i)
             res = engine.generate(
                 prompt, tr.max_new_tokens, tr.temperature, seed, key=(tr.name, sample.id, i)
@@ -205,51 +234,55 @@ class Harness:
         return SampleRecord(**base, status="ok", turns=turns)
 
     # ---------------------------------------------------------------- results
-    def _baseline(self, identity: dict[str, Any], task_runs: list[TaskRun]) -> RunRecords | None:
-        """The baseline run of the same model/settings under the same output path, if any."""
-        import json
+    def _baseline(self, identity: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> RunRecords | None:
+        """The baseline run of the same model/settings under the same output path, if any.
 
+        Only tasks whose settings (``task.json``) equal this folder's are compared."""
         base_dir = Path(self.config.output_path) / self.config.model / "baseline"
         run_json = base_dir / "run.json"
         if not run_json.exists():
             log.warning("no baseline run under %s: speedups and the lossless check are skipped", base_dir)
             return None
-        base = json.loads(run_json.read_text(encoding="utf-8"))
+        base = read_json(run_json)
         keys = [k for k in identity if k not in ("spec", "spec_args")]
         diff = [k for k in keys if base.get(k) != identity[k]]
         if diff:
             log.warning("baseline under %s ran with different %s: no speedups", base_dir, ", ".join(diff))
             return None
         usable = []
-        for tr in task_runs:
-            tj = base_dir / tr.name / "task.json"
-            if tj.exists() and json.loads(tj.read_text(encoding="utf-8")) == tr.identity():
-                usable.append(tr.name)
-            elif (base_dir / tr.name).exists():
-                log.warning("baseline of %s ran with different task settings: no speedups there", tr.name)
+        for name, ident in tasks.items():
+            tj = base_dir / name / "task.json"
+            if tj.exists() and read_json(tj) == ident:
+                usable.append(name)
+            elif (base_dir / name).exists():
+                log.warning("baseline of %s ran with different task settings: no speedups there", name)
         return read_run(base_dir, usable)
 
     def _write_results(
         self, adapter: Any, drafter: Any, identity: dict[str, Any], run_dir: Path, task_runs: list[TaskRun]
     ) -> dict[str, Any]:
+        """results.json over every task recorded in this folder, this run's and earlier runs'."""
         import mmspec
 
         cfg = self.config
-        run = read_run(run_dir, [tr.name for tr in task_runs])
-        baseline = self._baseline(identity, task_runs)
-        greedy = all(tr.temperature == 0 for tr in task_runs)
-        metrics = build_results(run, baseline, compare_tokens=greedy,
-                                task_fingerprints={tr.name: tr.task.fingerprint for tr in task_runs})  # fmt: skip
+        names = sorted({*task_folders(run_dir), *(tr.name for tr in task_runs)})
+        tasks = {name: read_json(run_dir / name / "task.json") for name in names}
+        run = read_run(run_dir, names)
+        baseline = self._baseline(identity, tasks)
+        greedy = {name for name, ident in tasks.items() if ident.get("temperature") == 0}
+        fingerprints = {name: ident.get("task_fingerprint") for name, ident in tasks.items()}
+        metrics = build_results(run, baseline, compare_tokens=greedy, task_fingerprints=fingerprints)
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "mmspec_version": mmspec.__version__,
             "model": cfg.model,
             "spec": cfg.spec,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run": self.run_id,
             "config": {
                 **identity,
                 "model_args": {k: str(v) for k, v in cfg.model_args.items()},
-                "tasks": [tr.identity() for tr in task_runs],
+                "tasks": list(tasks.values()),
                 "temperature": cfg.temperature,
                 "max_new_tokens": cfg.max_new_tokens,
                 "warmup": cfg.warmup,
