@@ -183,6 +183,7 @@ def check_model(name: str, model_args: dict[str, Any]) -> dict[str, Any]:
 
     entry = get_model_entry(name)
     args = resolve_model_args(name, dict(model_args))
+    check_device(args.get("device"))
     pretrained = args.get("pretrained") or entry.pretrained
     if pretrained is None:
         return args  # a tiny model, built on demand
@@ -199,7 +200,6 @@ def load_model(name: str, model_args: dict[str, Any] | None = None) -> Any:
     """Build the adapter for ``--model name`` with ``--model_args``; tiny models are built on demand."""
     entry = get_model_entry(name)
     args = check_model(name, dict(model_args or {}))
-    check_device(args.get("device"))
     source = args.pop("pretrained", None) or entry.pretrained
     if source is None:
         from mmspec.adapters.tiny import ensure_tiny_model
