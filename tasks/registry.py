@@ -55,6 +55,7 @@ class TaskManager:
         self._broken: dict[str, str] = {}  # name -> why it cannot be used
         self.problems: dict[Path, str] = {}  # include-path file -> its error
         folders = [BUILTIN_DIR, *(Path(p).expanduser().resolve() for p in include_paths or [])]
+        self._roots = [f if f.is_dir() else f.parent for f in folders]  # where `include:` may point
         for i, folder in enumerate(folders):
             for path in _yaml_files(folder):
                 try:
@@ -75,7 +76,7 @@ class TaskManager:
 
     # ------------------------------------------------------------------ index
     def _index(self, path: Path, folder: int) -> None:
-        config, origins = load_config(path)
+        config, origins = load_config(path, self._roots)
         is_group = isinstance(config.get("task"), list)
         name = config.get("group") if is_group else config.get("task")
         try:

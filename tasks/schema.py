@@ -37,6 +37,11 @@ def _names(v: Any) -> str | None:
     return None if ok else "a name or a list of names"
 
 
+def _str_list(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+    return None if ok else "a list of folder paths"
+
+
 def _mapping(v: Any) -> str | None:
     return None if isinstance(v, dict) else "a mapping"
 
@@ -87,6 +92,7 @@ TASK_KEYS: dict[str, Check] = {
     "turns_field": _str,
     "image_field": _opt_str,
     "image_dir": _str,
+    "image_roots": _str_list,
     "category_field": _opt_str,
     "subcategory_field": _opt_str,
     "system_prompt": _opt_str,
@@ -119,6 +125,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "turns_field": "turns",
     "image_field": None,
     "image_dir": "{{ task_dir }}",
+    "image_roots": [],
     "category_field": None,
     "subcategory_field": None,
     "system_prompt": None,

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from mmspec.tasks.yaml_loader import FunctionRef
 
 log = logging.getLogger(__name__)
 
-TEMPLATED_KEYS = ("dataset_path", "dataset_kwargs", "image_dir")
+TEMPLATED_KEYS = ("dataset_path", "dataset_kwargs", "image_dir", "image_roots")
+TEXT_BUILDERS = ("json", "csv", "text")
 _NO_SPLIT = "`split` is undefined: set `mmspec_split` in the task file"
 
 
@@ -112,6 +114,8 @@ class Task:
         for f in files:
             if not f.is_file():
                 raise TaskError(self._missing_file_message(f))
+            if cfg["dataset_path"] in TEXT_BUILDERS:
+                self._check_text_file(f)
         name = f" ({cfg['dataset_name']})" if cfg["dataset_name"] else ""
         self._data_label = ", ".join(str(f) for f in files) or f"dataset {cfg['dataset_path']!r}{name}"
         try:
@@ -158,6 +162,25 @@ class Task:
                 f"values of {key!r} there: {', '.join(seen[:12])}"
             )
         return kept
+
+    def _check_text_file(self, path: Path) -> None:
+        """A local text data file is not empty and is UTF-8 throughout (else an error naming the line)."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TaskError(
+                f"{path}: cannot read the data file ({exc.strerror or exc}) [task {self.name}]"
+            ) from exc
+        if not data.strip():
+            raise TaskError(f"{path}: the data file is empty [task {self.name}, {self.source}]")
+        for lineno, line in enumerate(data.split(b"\n"), 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TaskError(
+                    f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1} of the line); "
+                    f"save the file as UTF-8 [task {self.name}]"
+                ) from None
 
     def _missing_file_message(self, path: Path) -> str:
         """Where we looked and, for a `{{ dataset_root }}` task, how to point it elsewhere."""
@@ -234,16 +257,31 @@ class Task:
         return str(value)
 
     def _image_paths(self, n: int, sid: str, doc: dict[str, Any], image_dir: Path) -> list[Path]:
+        """The record's image files, each inside the image folder or an `image_roots` folder.
+
+        Data files may come from anyone: a name is refused when, taken lexically (`..` resolved,
+        links not followed), it points outside those folders — e.g. an absolute path or `../`.
+        """
         field = self.config["image_field"]
         if field is None:
             return []
         value = doc.get(field)
         names = value if isinstance(value, list) else [value]
-        if not names or not all(isinstance(x, str) and x for x in names):
+        if not names or not all(isinstance(x, str) and x and "\0" not in x for x in names):
             raise self._record_error(
                 n, sid, f"`{field}` must be an image file name or a list of them, got {value!r:.80}"
             )
-        return [image_dir / x for x in names]
+        roots = [os.path.normpath(image_dir), *(os.path.normpath(r) for r in self.config["image_roots"])]
+        paths = []
+        for name in names:
+            path = os.path.normpath(os.path.join(image_dir, name))  # an absolute `name` replaces image_dir
+            if not any(os.path.commonpath([path, root]) == root for root in roots):
+                raise self._record_error(
+                    n, sid, f"image {name!r} is outside the image folder {image_dir} (absolute paths and `..` "
+                    f"are refused; list other allowed folders in the task's `image_roots`)",
+                )  # fmt: skip
+            paths.append(Path(path))
+        return paths
 
     # ------------------------------------------------------------------ checks
     def check(self, limit: int | None = None) -> None:
