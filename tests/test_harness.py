@@ -440,3 +440,117 @@ print("HEAVY", heavy)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
     assert out.stderr.count("mmspec-harness: error:") == 4
+
+
+# ---------------------------------------------------------------------- issue 13: nothing lost, nothing stuck
+def user_task(folder: Path, name: str, sizes: tuple[tuple[int, int], ...] = ((96, 64), (64, 96))) -> Path:
+    """A user task folder: one YAML, a data file and one image per record (of the given sizes)."""
+    from _models import make_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(
+        f'task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files: "{{{{ task_dir }}}}/{name}.jsonl"\n'
+        'test_split: train\nimage_field: image\nimage_dir: "{{ task_dir }}/images"\n'
+    )
+    (folder / "images").mkdir(exist_ok=True)
+    lines = []
+    for i, size in enumerate(sizes, 1):
+        make_image(size, seed=i).save(folder / "images" / f"{name}_{i}.png")
+        lines.append(
+            json.dumps({"id": f"{name}_{i}", "image": f"{name}_{i}.png", "turns": ["What is shown?"]})
+        )
+    (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_rejected_image_fails_that_sample_only(tmp_path):
+    """Qwen2.5-VL's processor refuses an aspect ratio over 200: a failed record naming the file."""
+    user_task(tmp_path / "tasks", "wide", sizes=((8000, 20), (96, 64)))
+    out = tmp_path / "out"
+    assert cli("--tasks", "wide", "--model", "tiny-qwen25vl", "--include_path", str(tmp_path / "tasks"),
+               "--output_path", str(out), "--max_new_tokens", "4", "--warmup", "0") == 0  # fmt: skip
+    recs = RecordFile(out / "tiny-qwen25vl" / "baseline" / "wide" / "samples.jsonl").read()
+    assert recs["wide_2"].status == "ok" and recs["wide_1"].status == "failed"
+    assert "sample wide_1" in recs["wide_1"].error and "wide_1.png" in recs["wide_1"].error
+    assert "aspect ratio" in recs["wide_1"].error
+
+
+def test_results_cover_every_task_recorded_in_the_folder(tmp_path):
+    for name in ("task_a", "task_b"):
+        user_task(tmp_path / "tasks" / name, name)
+    common = ["--model", "tiny-llava15", "--include_path", str(tmp_path / "tasks"), "--output_path",
+              str(tmp_path / "out"), "--max_new_tokens", "3", "--warmup", "0"]  # fmt: skip
+    assert cli("--tasks", "task_a,task_b", "--limit", "1", *common) == 0
+    first = read_results(tmp_path / "out", "tiny-llava15", "baseline")["run"]
+    assert cli("--tasks", "task_b", *common) == 0
+    res = read_results(tmp_path / "out", "tiny-llava15", "baseline")
+    second = res["run"]
+    assert first != second
+    assert set(res["tasks"]) == {"task_a", "task_b"}  # task_a is not dropped by the second run
+    assert res["tasks"]["task_a"]["runs"] == {first: 1}
+    assert res["tasks"]["task_b"]["runs"] == {first: 1, second: 1}
+    assert {t["task"] for t in res["config"]["tasks"]} == {"task_a", "task_b"}
+    assert res["overall"]["n_samples"] == 3
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
+    from mmspec.locks import FolderLock
+
+    with FolderLock(tmp_path / "tiny-llava15" / "baseline" / "mmspec_demo"):  # another run holds it
+        assert cli("--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+                   "--limit", "1", "--warmup", "0") == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "mmspec_demo is being written by another run (pid" in err and "Traceback" not in err
+    assert cli("--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+               "--limit", "1", "--warmup", "0", "--max_new_tokens", "2") == 0  # released: runs  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max_new_tokens", "0"], "--max_new_tokens must be at least 1 (got 0)"),
+        (["--limit", "-1"], "--limit must be at least 1 (got -1)"),
+        (["--temperature", "-1"], "--temperature must be a number >= 0 (got -1.0)"),
+        (["--temperature", "nan"], "--temperature must be a number >= 0 (got nan)"),
+        (["--warmup", "-2"], "--warmup must be 0 or more"),
+        (["--model_args", "device=gpu"], "device='gpu': expected cpu, cuda or cuda:N"),
+        (["--model_args", "attn_implementation=flash_attention_2"], "choose one of sdpa, eager"),
+        (["--model", "tiny-qwen25vl", "--model_args", "min_pixels=5000,max_pixels=1000"],
+         "min_pixels=5000 is larger than max_pixels=1000"),
+        (["--model", "tiny-qwen25vl", "--model_args", "max_pixels=0"], "max_pixels='0': must be at least 784"),
+        (["--model_args", "min_pixels=1000"], "only Qwen2.5-VL models take pixel bounds"),
+        (["--output_path", "FILE"], "is a file"),
+        (["--output_path", "FILE/sub"], "is a file, so the folder cannot be created"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_clear_errors(tmp_path, capsys, monkeypatch, args, message):
+    _no_model_load(monkeypatch)
+    (tmp_path / "FILE").write_text("x")
+    base = {"--tasks": "mmspec_demo", "--model": "tiny-llava15", "--output_path": str(tmp_path / "out")}
+    base.update(zip(args[::2], [a.replace("FILE", str(tmp_path / "FILE")) for a in args[1::2]]))
+    assert cli(*[x for kv in base.items() for x in kv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_cuda_on_a_machine_without_one(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _no_model_load(monkeypatch)
+    assert cli("--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+               "--model_args", "device=cuda") == 1  # fmt: skip
+    assert "device=cuda: no CUDA device is available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("victim", "text"), [("run.json", '{"model": "tiny-l'), ("mmspec_demo/task.json", "")]
+)
+def test_damaged_settings_files_are_named(tmp_path, capsys, victim, text):
+    common = ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+              "--limit", "1", "--warmup", "0", "--max_new_tokens", "2"]  # fmt: skip
+    assert cli(*common) == 0
+    (tmp_path / "tiny-llava15" / "baseline" / victim).write_text(text)
+    assert cli(*common) == 1
+    err = capsys.readouterr().err
+    assert f"baseline/{victim}: " in err and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -441,3 +442,100 @@ def test_load_images_returns_rgb(tmp_path: Path) -> None:
     Image.new("L", (70, 90), 128).save(folder / "images" / "r1.jpg")
     [image] = load_user_task(folder).samples()[0].load_images()
     assert image.mode == "RGB" and image.size == (70, 90)
+
+
+# ---------------------------------------------------------------------- untrusted data and bad values
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{% for i in range(200000) %}x{% endfor %}", "template error: OverflowError: Range too big"),
+        ("{{ 'x' * 10**8 }}", "template output is larger than 1000000 characters"),
+        ("{% for i in range(90000) %}{{ 'y' * 90000 }}{% endfor %}", "template output is larger than"),
+        ("{{ 2 ** 100000000 }}", "template output is larger than"),
+        ("{{ '%999999999d' % 1 }}", "template output is larger than"),
+        ("{{ '{:>999999999}'.format(1) }}", "template output is larger than"),
+        ("{{ 'a'.ljust(999999999) }}", "template output is larger than"),
+        ("{{ 'a' | center(999999999) }}", "template output is larger than"),
+        ("{{ ('a' * 999999) | replace('a', 'aaaa') }}", "template output is larger than"),
+    ],
+    ids=["range", "repeat", "loop", "power", "percent", "format", "ljust", "center", "replace"],
+)
+def test_templates_are_bounded(tmp_path: Path, template: str, message: str) -> None:
+    task = load_user_task(write_task(tmp_path, USER_TASK + f'doc_to_text: "{template}"\n'))
+    with pytest.raises(TaskError, match=rf"`doc_to_text` \(sample r1, turn 0\): {message}"):
+        task.build_messages(task.samples()[0], 0, [])
+
+
+def test_bad_data_files_name_the_file(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    data = folder / "data.jsonl"
+    data.write_bytes(data.read_bytes() + b'{"id": "r3", "turns": ["caf\xe9"]}\n')  # Latin-1, not UTF-8
+    with pytest.raises(TaskError, match=rf"{data}:3: not valid UTF-8"):
+        load_user_task(folder).samples()
+    data.write_text("")
+    with pytest.raises(TaskError, match=rf"{data}: the data file is empty"):
+        load_user_task(folder).samples()
+
+
+@pytest.mark.parametrize("name", ["../escape.jpg", "/etc/hostname", "sub/../../escape.jpg"])
+def test_image_paths_stay_inside_the_image_folder(tmp_path: Path, name: str) -> None:
+    folder = write_task(tmp_path / "t", records=[])
+    (folder / "data.jsonl").write_text(json.dumps({"id": "a", "image": name, "turns": ["q"]}) + "\n")
+    with pytest.raises(TaskError, match=rf"record 1 \(id 'a'\) image {re.escape(repr(name))} is outside the image "
+                                        r"folder .*image_roots"):  # fmt: skip
+        load_user_task(folder).samples()
+
+
+def test_image_roots_allow_another_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared_images"
+    shared.mkdir()
+    standin_image("x.jpg").save(shared / "x.jpg")
+    records = [{"id": "a", "image": str(shared / "x.jpg"), "turns": ["q"]},
+               {"id": "b", "image": "../../shared_images/x.jpg", "turns": ["q"]}]  # fmt: skip
+    folder = write_task(tmp_path / "t", USER_TASK + f"image_roots: [{str(shared)!r}]\n", records=records)
+    samples = load_user_task(folder).samples()
+    assert [len(s.load_images()) for s in samples] == [1, 1]
+
+
+def test_only_image_formats_are_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EPS file named .jpg never reaches PIL's EPS plugin (which would run Ghostscript)."""
+    from PIL import EpsImagePlugin
+
+    def ghostscript(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the EPS decoder was reached")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", ghostscript)
+    folder = write_task(tmp_path)
+    (folder / "images" / "r1.jpg").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    )
+    with pytest.raises(
+        SampleError,
+        match=r"sample r1: cannot read image .*r1\.jpg: not an image of an allowed format \(BMP, GIF, JPEG",
+    ):
+        load_user_task(folder).samples()[0].load_images()
+
+
+def test_include_stays_inside_the_task_folders(tmp_path: Path) -> None:
+    (tmp_path / "outside.yaml").write_text("dataset_path: json\ntest_split: train\n")
+    folder = write_task(tmp_path / "tasks", "include: ../outside.yaml\ntask: my_task\n")
+    with pytest.raises(
+        TaskError, match=r"task\.yaml: `include: \.\./outside\.yaml` is outside the task folders"
+    ):
+        load_user_task(folder)
+    (tmp_path / "tasks" / "base_yaml").write_text("dataset_path: json\ntest_split: train\n")
+    (tmp_path / "tasks" / "task.yaml").write_text("include: base_yaml\ntask: my_task\n")
+    assert load_user_task(folder).config["dataset_path"] == "json"
+
+
+def test_list_never_imports_task_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mmspec.cli import main
+
+    folder = write_task(tmp_path, USER_TASK + "process_docs: !function helpers.mark\n")
+    marker = tmp_path / "imported"
+    (folder / "helpers.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef mark(d):\n    return d\n")
+    assert main(["--list", "tasks", "--include_path", str(folder)]) == 0
+    assert "my_task" in capsys.readouterr().out and not marker.exists()
+    load_user_task(folder).samples()  # loading the task is what runs its code
+    assert marker.exists()
