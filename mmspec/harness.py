@@ -9,6 +9,7 @@ target captured for one method are reused by the next (the adapter keys them by 
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import os
 import zlib
@@ -54,9 +55,12 @@ def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
     return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
 
 
+_RUNS = itertools.count(1)
+
+
 def new_run_id() -> str:
-    """Names one invocation (UTC start time and pid); every record it writes carries it."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    """Names one invocation (UTC start time, pid, and a counter for runs within one process)."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}-{next(_RUNS)}"
 
 
 def run_methods(
