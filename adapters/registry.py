@@ -184,6 +184,14 @@ def check_model(name: str, model_args: dict[str, Any]) -> dict[str, Any]:
     entry = get_model_entry(name)
     args = resolve_model_args(name, dict(model_args))
     check_device(args.get("device"))
+    if args.get("execution") == "graph":
+        import torch
+
+        device = str(args.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if not device.startswith("cuda"):
+            raise UsageError(
+                "--model_args execution=graph needs a CUDA device; use execution=static or eager on the CPU"
+            )
     pretrained = args.get("pretrained") or entry.pretrained
     if pretrained is None:
         return args  # a tiny model, built on demand

@@ -515,6 +515,8 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
         (["--warmup", "-2"], "--warmup must be 0 or more"),
         (["--model_args", "device=gpu"], "device='gpu': expected cpu, cuda or cuda:N"),
         (["--model_args", "attn_implementation=flash_attention_2"], "choose one of sdpa, eager"),
+        (["--model_args", "device=cpu,execution=graph"], "execution=graph needs a CUDA device"),
+        (["--model_args", "execution=fast"], "execution='fast': choose one of eager, static, graph"),
         (["--model", "tiny-qwen25vl", "--model_args", "min_pixels=5000,max_pixels=1000"],
          "min_pixels=5000 is larger than max_pixels=1000"),
         (["--model", "tiny-qwen25vl", "--model_args", "max_pixels=0"], "max_pixels='0': must be at least 784"),
