@@ -359,9 +359,13 @@ def test_bad_input_fails_before_the_model_loads(tmp_path, capsys, monkeypatch, a
 
 
 def test_offline_hub_id_fails_fast_with_a_way_out(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
     import mmspec.hub
 
     _no_model_load(monkeypatch)
+    # going offline is process-wide; put it back for the other tests
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     mmspec.hub.hub_unavailable_reason.cache_clear()
     try:
