@@ -275,7 +275,7 @@ class Task:
         paths = []
         for name in names:
             path = os.path.normpath(os.path.join(image_dir, name))  # an absolute `name` replaces image_dir
-            if not any(os.path.commonpath([path, root]) == root for root in roots):
+            if not any(_inside(path, root) for root in roots):
                 raise self._record_error(
                     n, sid, f"image {name!r} is outside the image folder {image_dir} (absolute paths and `..` "
                     f"are refused; list other allowed folders in the task's `image_roots`)",
@@ -360,6 +360,14 @@ class Task:
             return sample.turns[k]
         where = f"{self._where('doc_to_text')} (sample {sample.id}, turn {k})"
         return render(self._doc_to_text, {"turn": sample.turns[k], "doc": sample.doc, "turn_index": k}, where)
+
+
+def _inside(path: str, root: str) -> bool:
+    """Lexically, ``path`` is ``root`` or below it (both normalised; links are not followed)."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # one absolute and one relative, or different drives
+        return False
 
 
 def _file_identity(path: Path) -> dict[str, Any]:

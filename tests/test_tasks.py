@@ -486,6 +486,20 @@ def test_image_paths_stay_inside_the_image_folder(tmp_path: Path, name: str) -> 
         load_user_task(folder).samples()
 
 
+def test_absolute_image_path_with_a_relative_image_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = write_task(
+        tmp_path / "t", USER_TASK.replace('"{{ task_dir }}/images"', "rel_images"), records=[]
+    )
+    (folder / "data.jsonl").write_text(
+        json.dumps({"id": "a", "image": "/etc/hostname", "turns": ["q"]}) + "\n"
+    )
+    with pytest.raises(TaskError, match=r"image '/etc/hostname' is outside the image folder rel_images"):
+        load_user_task(folder).samples()
+
+
 def test_image_roots_allow_another_folder(tmp_path: Path) -> None:
     shared = tmp_path / "shared_images"
     shared.mkdir()
