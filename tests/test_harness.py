@@ -560,3 +560,26 @@ def test_damaged_settings_files_are_named(tmp_path, capsys, victim, text):
     assert cli(*common) == 1
     err = capsys.readouterr().err
     assert f"baseline/{victim}: " in err and "Traceback" not in err
+
+
+class CheckedDrafter(Drafter):
+    """A method with the optional cheap `check_args` hook the harness calls before loading."""
+
+    name = "checked_test"
+    defaults = {"size": 1}
+
+    @classmethod
+    def check_args(cls, args):
+        if args["size"] > 4:
+            raise SpecArgError(f"checked_test: size={args['size']} is more than 4")
+
+
+def test_a_methods_check_args_hook_runs_before_loading(tmp_path, capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    register_spec("checked_test", f"{__name__}:CheckedDrafter")
+    try:
+        assert cli("--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
+                   "--spec", "checked_test", "--spec_args", "size=9") == 1  # fmt: skip
+        assert "checked_test: size=9 is more than 4" in capsys.readouterr().err
+    finally:
+        SPECS.pop("checked_test", None)
