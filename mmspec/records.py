@@ -61,17 +61,21 @@ class SampleRecord:
         """A record from its JSON object; ``ValueError`` says what is wrong with it."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {json.dumps(d)[:40]}")
-        missing = [f.name for f in fields(cls) if f.name not in d and f.name in _REQUIRED]
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if missing or unknown:
-            raise ValueError(f"missing {missing}" if missing else f"unknown fields {unknown}")
+        missing = [name for name in _REQUIRED if name not in d]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         if not isinstance(d["id"], str) or d["status"] not in ("ok", "failed"):
             raise ValueError(f"bad id {d['id']!r} or status {d['status']!r}")
         turns = d.get("turns", [])
         if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
             raise ValueError("`turns` is not a list of objects")
+        known = {f.name for f in fields(cls)} - {"turns"}  # fields of newer versions are ignored
+        turn_known = {f.name for f in fields(TurnRecord)}
         try:
-            return cls(**{**d, "turns": [TurnRecord(**t) for t in turns]})
+            return cls(
+                **{k: v for k, v in d.items() if k in known},
+                turns=[TurnRecord(**{k: v for k, v in t.items() if k in turn_known}) for t in turns],
+            )
         except TypeError as exc:
             raise ValueError(str(exc)) from None
 
