@@ -160,16 +160,20 @@ class Harness:
         for tr in task_runs:
             self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
 
-        if hasattr(adapter, "prepare"):
-            n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+        plans = [(tr, *self._todo(tr, run_dir / tr.name)) for tr in task_runs]
+        if any(todo for _, _, todo, _ in plans):
+            if hasattr(adapter, "prepare"):
+                n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+                if n:
+                    log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
+            n = drafter.prepare()
             if n:
-                log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
-        n = drafter.prepare()
-        if n:
-            log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
-        self._warmup(engine, adapter, task_runs)
-        for tr in task_runs:
-            self._run_task(engine, adapter, tr, run_dir / tr.name)
+                log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
+            self._warmup(engine, adapter, task_runs)
+        else:
+            log.info("%s: every sample is already recorded; only results.json is rewritten", cfg.spec)
+        for tr, samples, todo, records in plans:
+            self._run_task(engine, adapter, tr, samples, todo, records)
         return self._write_results(adapter, drafter, identity, run_dir, task_runs)
 
     def _warmup(self, engine: Engine, adapter: Any, task_runs: list[TaskRun]) -> None:
@@ -188,13 +192,25 @@ class Harness:
             done += 1
         log.info("%s: warm-up: %d sample(s) of %s", self.config.spec, done, tr.name)
 
-    def _run_task(self, engine: Engine, adapter: Any, tr: TaskRun, task_dir: Path) -> None:
+    def _todo(self, tr: TaskRun, task_dir: Path) -> tuple[list[Any], list[Any], RecordFile]:
+        """(the task's samples in this run, those not yet recorded as ok, its record file)."""
         records = RecordFile(task_dir / "samples.jsonl")
         existing = records.read()
         samples = tr.task.samples()
         if self.config.limit is not None:
             samples = samples[: self.config.limit]
         todo = [s for s in samples if s.id not in existing or existing[s.id].status != "ok"]
+        return samples, todo, records
+
+    def _run_task(
+        self,
+        engine: Engine,
+        adapter: Any,
+        tr: TaskRun,
+        samples: list[Any],
+        todo: list[Any],
+        records: RecordFile,
+    ) -> None:
         done_ok = len(samples) - len(todo)
         label = f"{self.config.spec} {tr.name}"
         if done_ok:
