@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from mmspec.errors import MmspecError
 
-class AdapterError(RuntimeError):
+
+class AdapterError(MmspecError, RuntimeError):
     """A model could not be loaded or used; the message names the checkpoint and the problem."""
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmspec.registry import load_object, unknown
+from mmspec.errors import UsageError
+from mmspec.registry import did_you_mean, load_object, unknown
 
 #: MMSpec's Qwen2.5-VL processor bounds (min 256, max 1280 visual tokens of 28x28 pixels).
 QWEN_PIXELS = {"min_pixels": 256 * 28 * 28, "max_pixels": 1280 * 28 * 28}
@@ -16,8 +18,8 @@ QWEN_PIXELS = {"min_pixels": 256 * 28 * 28, "max_pixels": 1280 * 28 * 28}
 MODEL_ARG_KEYS = {
     "pretrained": "hub id or local folder of the checkpoint",
     "dtype": "auto (checkpoint dtype on GPU, float32 on CPU), bfloat16, float16, float32, float64",
-    "device": "cuda, cuda:N or cpu (default: cuda when available)",
-    "attn_implementation": "sdpa (default), eager, flash_attention_2",
+    "device": "cpu, cuda or cuda:N (default: cuda when available)",
+    "attn_implementation": "sdpa (default) or eager (the two that take tree attention masks)",
     "trust_remote_code": "false (default); true only for checkpoints you trust",
     "revision": "hub revision (branch, tag or commit)",
     "max_cache_len": "initial KV-cache capacity in tokens (grows when needed)",
@@ -27,6 +29,13 @@ MODEL_ARG_KEYS = {
     "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
     "proxy_seed": "proxy-* models: build seed (default 0)",
 }
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+EXECUTION_MODES = ("eager", "static", "graph")
+DTYPES = ("auto", "bfloat16", "bf16", "float16", "fp16", "half", "float32", "fp32", "float",
+          "float64", "fp64", "double")  # fmt: skip
+#: Qwen2.5-VL turns each 28x28 pixel block into one visual token: fewer pixels than that is no image.
+QWEN_PATCH_PIXELS = 28 * 28
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -77,10 +86,6 @@ MODELS: dict[str, ModelEntry] = {
 }  # fmt: skip
 
 
-def model_names() -> list[str]:
-    return sorted(MODELS)
-
-
 def get_model_entry(name: str) -> ModelEntry:
     if name not in MODELS:
         raise unknown("model", name, MODELS, "models")
@@ -95,18 +100,41 @@ def _as_bool(key: str, value: Any) -> bool:
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"--model_args {key}={value!r}: expected true or false")
+    raise UsageError(f"--model_args {key}={value!r}: expected true or false")
+
+
+def _as_int(key: str, value: Any, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--model_args {key}={value!r}: expected an integer") from None
+    if number < minimum:
+        raise UsageError(f"--model_args {key}={value!r}: must be at least {minimum}")
+    return number
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...], why: str = "") -> str:
+    text = str(value)
+    if text.lower() not in choices:
+        raise UsageError(
+            f"--model_args {key}={text!r}{did_you_mean(text, choices, n=1)}: choose one of "
+            f"{', '.join(choices)}{why}"
+        )
+    return text.lower()
 
 
 def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults of the model entry overlaid by ``--model_args``; unknown keys are an error."""
+    """Defaults of the model entry overlaid by ``--model_args``, every value checked.
+
+    Runs before any model code is imported, so a typo or an impossible value fails in a second
+    with a message naming the key (``UsageError``).
+    """
     entry = get_model_entry(name)
     for key in given:
         if key not in MODEL_ARG_KEYS:
-            close = difflib.get_close_matches(key, list(MODEL_ARG_KEYS), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(
-                f"--model_args: unknown key {key!r}.{hint} Accepted: {', '.join(sorted(MODEL_ARG_KEYS))}"
+            raise UsageError(
+                f"--model_args: unknown key {key!r}{did_you_mean(key, MODEL_ARG_KEYS)}; "
+                f"accepted: {', '.join(sorted(MODEL_ARG_KEYS))}"
             )
     args = {
         "dtype": "auto",
@@ -116,12 +144,91 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
         **given,
     }
     args["trust_remote_code"] = _as_bool("trust_remote_code", args["trust_remote_code"])
-    for key in ("max_cache_len", "min_pixels", "max_pixels"):
-        if key in args:
-            try:
-                args[key] = int(args[key])
-            except ValueError:
-                raise ValueError(f"--model_args {key}={args[key]!r}: expected an integer") from None
+    args["dtype"] = _choice("dtype", args["dtype"], DTYPES)
+    args["attn_implementation"] = _choice(
+        "attn_implementation", args["attn_implementation"], ATTN_IMPLEMENTATIONS,
+        " (speculative verification needs 4-D tree attention masks, which other kernels do not take)",
+    )  # fmt: skip
+    if "execution" in args:
+        args["execution"] = _choice("execution", args["execution"], EXECUTION_MODES)
+    if "device" in args and not _DEVICE.match(str(args["device"]).lower()):
+        raise UsageError(f"--model_args device={args['device']!r}: expected cpu, cuda or cuda:N")
+    if "max_cache_len" in args:
+        args["max_cache_len"] = _as_int("max_cache_len", args["max_cache_len"], 1)
+    if ("proxy_size" in given or "proxy_seed" in given) and not entry.proxy:
+        raise UsageError(f"--model_args proxy_size/proxy_seed apply to proxy-* models, not {name!r}")
+    if "proxy_size" in args:
+        size = _choice("proxy_size", args["proxy_size"], ("micro", "s", "m"))
+        args["proxy_size"] = {"micro": "micro", "s": "S", "m": "M"}[size]
+    if "proxy_seed" in args:
+        args["proxy_seed"] = _as_int("proxy_seed", args["proxy_seed"], 0)
+    _check_pixels(entry, args)
+    return args
+
+
+def _check_pixels(entry: ModelEntry, args: dict[str, Any]) -> None:
+    """``min_pixels``/``max_pixels``: Qwen2.5-VL only, each at least one 28x28 block, min <= max."""
+    keys = [k for k in ("min_pixels", "max_pixels") if k in args]
+    if not keys:
+        return
+    if "qwen25vl" not in entry.adapter.lower():
+        raise UsageError(
+            f"--model_args {keys[0]}: only Qwen2.5-VL models take pixel bounds, not {entry.name}"
+        )
+    for key in keys:
+        args[key] = _as_int(key, args[key], QWEN_PATCH_PIXELS)
+    if len(keys) == 2 and args["min_pixels"] > args["max_pixels"]:
+        raise UsageError(
+            f"--model_args min_pixels={args['min_pixels']} is larger than max_pixels={args['max_pixels']}"
+        )
+
+
+def check_device(device: str | None) -> None:
+    """A CUDA device that this machine has (imports torch: call it just before loading)."""
+    if device is None or not str(device).lower().startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+        raise UsageError(
+            f"--model_args device={device}: no CUDA device is available ({build}); use device=cpu"
+        )
+    index = int(str(device).partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise UsageError(
+            f"--model_args device={device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+
+
+def check_model(name: str, model_args: dict[str, Any]) -> dict[str, Any]:
+    """Everything about ``--model``/``--model_args`` that can be checked without loading: the resolved args.
+
+    A hub id is checked too: when the hub is offline or unreachable it must be in the local hub
+    cache (then read without retries), else this fails at once instead of after a minute of retries.
+    """
+    from mmspec.hub import check_hub_id, looks_like_hub_id
+
+    entry = get_model_entry(name)
+    args = resolve_model_args(name, dict(model_args))
+    check_device(args.get("device"))
+    if args.get("execution") == "graph":
+        import torch
+
+        device = str(args.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if not device.startswith("cuda"):
+            raise UsageError(
+                "--model_args execution=graph needs a CUDA device; use execution=static or eager on the CPU"
+            )
+    pretrained = args.get("pretrained") or entry.pretrained
+    if pretrained is None:
+        return args  # a tiny or proxy model, built on demand
+    if looks_like_hub_id(str(pretrained)):
+        check_hub_id(str(pretrained), args.get("revision"), "model", "--model_args pretrained=DIR")
+    elif not Path(os.path.expanduser(str(pretrained))).is_dir():
+        raise UsageError(
+            f"--model_args pretrained={pretrained}: no such folder (and not a hub id of the form owner/name)"
+        )
     return args
 
 
@@ -136,26 +243,23 @@ def _is_proxy_checkpoint(pretrained: str | None) -> bool:
         return False
 
 
-def load_model(name: str, model_args: dict[str, Any] | None = None):
-    """Build the adapter for ``--model name`` with ``--model_args``; tiny models are built on demand."""
+def load_model(name: str, model_args: dict[str, Any] | None = None) -> Any:
+    """Build the adapter for ``--model name`` with ``--model_args``; tiny and proxy models are built
+    on demand (and cached)."""
     entry = get_model_entry(name)
-    args = resolve_model_args(name, dict(model_args or {}))
-    pretrained = args.pop("pretrained", None)
+    args = check_model(name, dict(model_args or {}))
+    source = args.pop("pretrained", None) or entry.pretrained
     proxy_size, proxy_seed = args.pop("proxy_size", None), args.pop("proxy_seed", None)
-    if (proxy_size is not None or proxy_seed is not None) and not entry.proxy:
-        raise ValueError(f"--model_args proxy_size/proxy_seed apply to proxy-* models, not {name!r}")
-    if pretrained is None:
+    if source is None:
         if entry.proxy:
             from mmspec.proxy.build import ensure_proxy_model
 
-            pretrained = str(ensure_proxy_model(entry.proxy, proxy_size or "M", int(proxy_seed or 0)))
-        elif entry.tiny:
+            source = str(ensure_proxy_model(entry.proxy, proxy_size or "M", int(proxy_seed or 0)))
+        else:
             from mmspec.adapters.tiny import ensure_tiny_model
 
-            pretrained = str(ensure_tiny_model(entry.tiny))
-        else:
-            pretrained = entry.pretrained
-    if _is_proxy_checkpoint(pretrained):
+            source = str(ensure_tiny_model(entry.tiny))
+    if _is_proxy_checkpoint(source):
         # A proxy target was trained at one fixed image size: its saved processor bounds are part of the
         # model, so the family's MMSpec pixel defaults do not apply (explicit --model_args still do).
         for key in ("min_pixels", "max_pixels"):
@@ -163,6 +267,6 @@ def load_model(name: str, model_args: dict[str, Any] | None = None):
                 args.pop(key, None)
     processor_kwargs = {k: args.pop(k) for k in ("min_pixels", "max_pixels") if k in args}
     adapter_cls = load_object(entry.adapter)
-    adapter = adapter_cls.from_pretrained(pretrained, processor_kwargs=processor_kwargs, **args)
+    adapter = adapter_cls.from_pretrained(source, processor_kwargs=processor_kwargs, **args)
     adapter.registry_name = name
     return adapter

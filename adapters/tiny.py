@@ -177,8 +177,10 @@ def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> 
     """Build the tiny model ``name`` once and return its folder (a complete ``save_pretrained`` folder).
 
     Idempotent and safe under concurrency: an existing complete folder is returned at once; otherwise the
-    model is built into a temporary sibling folder and renamed into place (the first finished builder wins,
-    the others discard their copy).
+    model is built into a temporary sibling folder and renamed into place. Builders of one model take
+    turns on a lock file next to it (the kernel releases it when a builder dies, even by ``kill -9``),
+    so the one holding it knows that any temporary or incomplete folder left there belongs to a dead
+    build and removes it first.
     """
     spec = _spec(name)
     return build_cached(
@@ -195,18 +197,46 @@ def build_cached(final: Path, marker: str, build: Callable[[Path], object]) -> P
     if (final / marker).is_file():
         return final
     with _BUILD_LOCK:
-        if (final / marker).is_file():
-            return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-        try:
-            build(tmp)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-            _publish(tmp, final, marker)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with _build_lock(final):
+            if (final / marker).is_file():
+                return final  # another process built it while we waited
+            _remove_leftovers(final, marker)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+            try:
+                build(tmp)
+                os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+                _publish(tmp, final, marker)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+@contextmanager
+def _build_lock(final: Path):
+    """Exclusive, blocking ``flock`` on ``.<folder>.lock`` (a no-op without ``fcntl``): builders of one
+    folder take turns, and the kernel releases the lock when a builder dies, even by ``kill -9``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield False
+        return
+    with open(final.parent / f".{final.name}.lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_leftovers(final: Path, marker: str) -> None:
+    """Temporary and incomplete folders of builds that died (call only while holding the build lock)."""
+    for stale in final.parent.glob(f".{final.name}.*-*"):
+        if stale.is_dir() and (".tmp-" in stale.name or ".stale-" in stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    if final.exists() and not (final / marker).is_file():
+        shutil.rmtree(final, ignore_errors=True)
 
 
 def _publish(tmp: Path, final: Path, marker: str = COMPLETE_MARKER) -> None:

@@ -1,73 +1,105 @@
-"""Run tasks x samples x turns through one engine, append records, resume, write results.json."""
+"""Run tasks x samples x turns through one engine, append records, resume, write results.json.
+
+`run_methods` runs several methods in one process: everything is checked first (`mmspec.plan`),
+the target is loaded once, then the baseline and each method run in turn with identical rules
+(same warm-up, same timing), each into its own ``<output_path>/<model>/<spec>`` folder. Graphs the
+target captured for one method are reused by the next (the adapter keys them by shape).
+"""
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
+import os
 import zlib
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mmspec.engine import Engine, TurnResult
 from mmspec.environment import environment
+from mmspec.locks import FolderLock
+from mmspec.plan import (
+    HarnessError,
+    RunConfig,
+    TaskRun,
+    assign_spec_args,
+    check_methods,
+    load_task_runs,
+)
 from mmspec.progress import Progress
-from mmspec.records import RecordFile, SampleRecord, TurnRecord, check_settings, write_json_atomic
-from mmspec.results import RunRecords, build_results
+from mmspec.records import (
+    RecordFile,
+    RunRecords,
+    SampleRecord,
+    TurnRecord,
+    check_settings,
+    read_json,
+    read_run,
+    task_folders,
+    write_json_atomic,
+)
+from mmspec.results import build_results
 
 log = logging.getLogger("mmspec")
 
 RESULTS_SCHEMA_VERSION = 1
 
-
-class HarnessError(RuntimeError):
-    """A run cannot start or continue; the message says what to change."""
-
-
-@dataclass
-class RunConfig:
-    """Everything the CLI resolves before a run (see ``mmspec-harness --help``)."""
-
-    tasks: list[str]
-    model: str
-    model_args: dict[str, Any] = field(default_factory=dict)
-    spec: str = "baseline"
-    spec_args: dict[str, Any] = field(default_factory=dict)
-    output_path: Path = Path("results")
-    limit: int | None = None
-    temperature: float | None = None
-    max_new_tokens: int | None = None
-    seed: int = 0
-    warmup: int = 3
-    include_path: list[str] = field(default_factory=list)
-    dataset_root: str | None = None
-    strict: bool = False
-
-
-@dataclass
-class TaskRun:
-    """A loaded task with its resolved generation settings."""
-
-    task: Any
-    temperature: float
-    max_new_tokens: int
-
-    @property
-    def name(self) -> str:
-        return self.task.name
-
-    def identity(self) -> dict[str, Any]:
-        return {
-            "task": self.name,
-            "task_fingerprint": self.task.fingerprint,
-            "temperature": self.temperature,
-            "max_new_tokens": self.max_new_tokens,
-        }
+__all__ = ["Harness", "HarnessError", "RunConfig", "TaskRun", "run_methods", "turn_seed"]
 
 
 def turn_seed(seed: int, task: str, sample_id: str, turn: int) -> int:
     """A stable per-turn seed, so a resumed run samples exactly what a fresh run would."""
     return zlib.crc32(f"{seed}:{task}:{sample_id}:{turn}".encode())
+
+
+_RUNS = itertools.count(1)
+
+
+def new_run_id() -> str:
+    """Names one invocation (UTC start time, pid, and a counter for runs within one process)."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}-{next(_RUNS)}"
+
+
+def run_methods(
+    config: RunConfig,
+    specs: list[str],
+    adapter: Any = None,
+    task_runs: list[TaskRun] | None = None,
+    skip_unavailable: bool = False,
+) -> list[dict[str, Any]]:
+    """Check everything, load the target once, run each method of ``specs`` in order.
+
+    ``config.spec_args`` holds the ``--spec_args`` of all methods (see `assign_spec_args`);
+    ``skip_unavailable`` leaves out draft methods without a checkpoint (``--spec all``).
+    Returns the results of each method run.
+    """
+    from mmspec.adapters import check_model, load_model
+
+    config.check()
+    task_runs = task_runs if task_runs is not None else load_task_runs(config)
+    check_model(config.model, config.model_args)
+    spec_args = assign_spec_args(specs, config.spec_args)
+    specs = check_methods(specs, spec_args, config.model, config.model_args, skip_unavailable)
+    if not specs:
+        raise HarnessError("no method left to run (see the warnings above)")
+    run_id = new_run_id()
+    results = []
+    with ExitStack() as locks:  # one writer per (model, spec, task) folder, taken before the model loads
+        for spec in specs:
+            for tr in task_runs:
+                locks.enter_context(FolderLock(Path(config.output_path) / config.model / spec / tr.name))
+        adapter = adapter if adapter is not None else load_model(config.model, config.model_args)
+        for i, spec in enumerate(specs, 1):
+            if len(specs) > 1:
+                log.info("method %d/%d: %s", i, len(specs), spec)
+            cfg = replace(config, spec=spec, spec_args=spec_args[spec])
+            results.append(Harness(cfg, adapter=adapter, task_runs=task_runs, run_id=run_id)._run_method())
+            gc.collect()  # the previous method's drafter (and its draft model) before the next one builds
+    return results
 
 
 def target_identity(adapter: Any) -> dict[str, Any]:
@@ -83,10 +115,9 @@ def target_identity(adapter: Any) -> dict[str, Any]:
 
 def prepare_execution(adapter: Any, drafter: Any) -> None:
     """Graph mode: capture the target's verification steps and the drafter's own before any timing."""
-    if hasattr(adapter, "prepare"):
-        n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
-        if n:
-            log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
+    n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+    if n:
+        log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
     n = drafter.prepare()
     if n:
         log.info("captured %d draft CUDA graphs in %.1f s", n, drafter.capture_time_s)
@@ -95,32 +126,19 @@ def prepare_execution(adapter: Any, drafter: Any) -> None:
 class Harness:
     """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
 
-    def __init__(self, config: RunConfig, adapter: Any = None) -> None:
+    def __init__(
+        self, config: RunConfig, adapter: Any = None, task_runs: list[TaskRun] | None = None, run_id: str = ""
+    ) -> None:
         self.config = config
         self._adapter = adapter
+        self._task_runs = task_runs
+        self.run_id = run_id or new_run_id()
+
+    def run(self) -> dict[str, Any]:
+        """Check, load (unless an adapter was given), run this method, write results.json."""
+        return run_methods(self.config, [self.config.spec], self._adapter, self._task_runs)[0]
 
     # ------------------------------------------------------------------ setup
-    def _load_tasks(self) -> list[TaskRun]:
-        from mmspec.tasks import TaskManager
-
-        tm = TaskManager(include_paths=self.config.include_path)
-        runs = []
-        for name in tm.resolve(self.config.tasks):
-            task = tm.load(name, dataset_root=self.config.dataset_root)
-            gen = task.generation_kwargs
-            temp = (
-                self.config.temperature
-                if self.config.temperature is not None
-                else gen.get("temperature", 0.0)
-            )
-            if not gen.get("do_sample", temp > 0) and self.config.temperature is None:
-                temp = 0.0
-            max_new = self.config.max_new_tokens or gen.get("max_new_tokens", 1024)
-            if int(max_new) < 1:
-                raise HarnessError(f"task {name}: max_new_tokens must be >= 1 (got {max_new})")
-            runs.append(TaskRun(task, float(temp or 0.0), int(max_new)))
-        return runs
-
     def _run_identity(self, adapter: Any, drafter: Any) -> dict[str, Any]:
         return {
             "model": self.config.model,
@@ -134,7 +152,7 @@ class Harness:
     def _check_or_write(path: Path, identity: dict[str, Any], what: str) -> None:
         """Refuse to mix records of different settings in one folder (resume safety)."""
         diff = check_settings(path, identity)
-        if diff:
+        if diff is not None:
             k, a, b = diff
             raise HarnessError(
                 f"{path.parent} holds {what} run with different settings ({k}: {a!r} -> {b!r}). "
@@ -142,16 +160,12 @@ class Harness:
             )
 
     # -------------------------------------------------------------------- run
-    def run(self) -> dict[str, Any]:
-        from mmspec.adapters import load_model
+    def _run_method(self) -> dict[str, Any]:
         from mmspec.methods import get_spec
         from mmspec.methods.base import RunInfo
 
-        cfg = self.config
-        task_runs = self._load_tasks()  # fail on bad tasks/data before loading a model
-        spec_cls = get_spec(cfg.spec)
-        adapter = self._adapter or load_model(cfg.model, cfg.model_args)
-        drafter = spec_cls(adapter, **cfg.spec_args)
+        cfg, adapter, task_runs = self.config, self._adapter, self._task_runs
+        drafter = get_spec(cfg.spec)(adapter, **cfg.spec_args)
         drafter.attach(RunInfo(output_path=Path(cfg.output_path), model=cfg.model))
         engine = Engine(adapter, drafter)
         run_dir = Path(cfg.output_path) / cfg.model / cfg.spec
@@ -160,12 +174,15 @@ class Harness:
         for tr in task_runs:
             self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
 
-        prepare_execution(adapter, drafter)
-        self._warmup(engine, adapter, task_runs)
-        for tr in task_runs:
-            self._run_task(engine, adapter, tr, run_dir / tr.name)
-        results = self._write_results(adapter, drafter, identity, run_dir, task_runs)
-        return results
+        plans = [(tr, *self._todo(tr, run_dir / tr.name)) for tr in task_runs]
+        if any(todo for _, _, todo, _ in plans):
+            prepare_execution(adapter, drafter)
+            self._warmup(engine, adapter, task_runs)
+        else:
+            log.info("%s: every sample is already recorded; only results.json is rewritten", cfg.spec)
+        for tr, samples, todo, records in plans:
+            self._run_task(engine, adapter, tr, samples, todo, records)
+        return self._write_results(adapter, drafter, identity, run_dir, task_runs)
 
     def _warmup(self, engine: Engine, adapter: Any, task_runs: list[TaskRun]) -> None:
         """Run the first samples untimed and unrecorded (kernels, allocator, graphs)."""
@@ -181,19 +198,32 @@ class Harness:
             except Exception as exc:  # a warm-up failure must not hide the real run's report
                 log.warning("warm-up sample %s failed: %s", sample.id, exc)
             done += 1
-        log.info("warm-up: %d sample(s) of %s", done, tr.name)
+        log.info("%s: warm-up: %d sample(s) of %s", self.config.spec, done, tr.name)
 
-    def _run_task(self, engine: Engine, adapter: Any, tr: TaskRun, task_dir: Path) -> None:
+    def _todo(self, tr: TaskRun, task_dir: Path) -> tuple[list[Any], list[Any], RecordFile]:
+        """(the task's samples in this run, those not yet recorded as ok, its record file)."""
         records = RecordFile(task_dir / "samples.jsonl")
         existing = records.read()
         samples = tr.task.samples()
         if self.config.limit is not None:
             samples = samples[: self.config.limit]
         todo = [s for s in samples if s.id not in existing or existing[s.id].status != "ok"]
+        return samples, todo, records
+
+    def _run_task(
+        self,
+        engine: Engine,
+        adapter: Any,
+        tr: TaskRun,
+        samples: list[Any],
+        todo: list[Any],
+        records: RecordFile,
+    ) -> None:
         done_ok = len(samples) - len(todo)
+        label = f"{self.config.spec} {tr.name}"
         if done_ok:
-            log.info("%s: resuming, %d of %d samples already recorded", tr.name, done_ok, len(samples))
-        with Progress(tr.name, total=len(samples), initial=done_ok) as bar:
+            log.info("%s: resuming, %d of %d samples already recorded", label, done_ok, len(samples))
+        with Progress(label, total=len(samples), initial=done_ok) as bar:
             for s in todo:
                 rec = self._run_sample(engine, adapter, tr, s)
                 records.append(rec)
@@ -202,7 +232,8 @@ class Harness:
     def _run_sample(self, engine: Engine, adapter: Any, tr: TaskRun, sample: Any) -> SampleRecord:
         from mmspec.tasks import SampleError
 
-        base = dict(id=sample.id, task=tr.name, category=sample.category, subcategory=sample.subcategory)
+        base = dict(id=sample.id, task=tr.name, category=sample.category, subcategory=sample.subcategory,
+                    run=self.run_id)  # fmt: skip
         try:
             images = sample.load_images()
         except SampleError as exc:
@@ -213,7 +244,14 @@ class Harness:
         turns: list[TurnRecord] = []
         for i in range(len(sample.turns)):
             messages = tr.task.build_messages(sample, i, history)
-            prompt = adapter.encode(messages, images)
+            try:
+                prompt = adapter.encode(messages, images)
+            except (ValueError, TypeError, OSError) as exc:  # the processor refused this sample's input
+                files = ", ".join(str(p) for p in sample.image_paths) or "no image"
+                error = (f"task {tr.name}: sample {sample.id}: the processor cannot take this input "
+                         f"({files}): {type(exc).__name__}: {exc}")  # fmt: skip
+                log.error("%s", error)
+                return SampleRecord(**base, status="failed", error=error)
             seed = turn_seed(self.config.seed, tr.name, sample.id, i)
             res = engine.generate(
                 prompt, tr.max_new_tokens, tr.temperature, seed, key=(tr.name, sample.id, i)
@@ -224,51 +262,55 @@ class Harness:
         return SampleRecord(**base, status="ok", turns=turns)
 
     # ---------------------------------------------------------------- results
-    def _baseline(self, identity: dict[str, Any], task_runs: list[TaskRun]) -> RunRecords | None:
-        """The baseline run of the same model/settings under the same output path, if any."""
-        import json
+    def _baseline(self, identity: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> RunRecords | None:
+        """The baseline run of the same model/settings under the same output path, if any.
 
+        Only tasks whose settings (``task.json``) equal this folder's are compared."""
         base_dir = Path(self.config.output_path) / self.config.model / "baseline"
         run_json = base_dir / "run.json"
         if not run_json.exists():
             log.warning("no baseline run under %s: speedups and the lossless check are skipped", base_dir)
             return None
-        base = json.loads(run_json.read_text(encoding="utf-8"))
+        base = read_json(run_json)
         keys = [k for k in identity if k not in ("spec", "spec_args")]
         diff = [k for k in keys if base.get(k) != identity[k]]
         if diff:
             log.warning("baseline under %s ran with different %s: no speedups", base_dir, ", ".join(diff))
             return None
         usable = []
-        for tr in task_runs:
-            tj = base_dir / tr.name / "task.json"
-            if tj.exists() and json.loads(tj.read_text(encoding="utf-8")) == tr.identity():
-                usable.append(tr.name)
-            elif (base_dir / tr.name).exists():
-                log.warning("baseline of %s ran with different task settings: no speedups there", tr.name)
-        return RunRecords.load(base_dir, usable)
+        for name, ident in tasks.items():
+            tj = base_dir / name / "task.json"
+            if tj.exists() and read_json(tj) == ident:
+                usable.append(name)
+            elif (base_dir / name).exists():
+                log.warning("baseline of %s ran with different task settings: no speedups there", name)
+        return read_run(base_dir, usable)
 
     def _write_results(
         self, adapter: Any, drafter: Any, identity: dict[str, Any], run_dir: Path, task_runs: list[TaskRun]
     ) -> dict[str, Any]:
+        """results.json over every task recorded in this folder, this run's and earlier runs'."""
         import mmspec
 
         cfg = self.config
-        run = RunRecords.load(run_dir, [tr.name for tr in task_runs])
-        baseline = self._baseline(identity, task_runs)
-        greedy = all(tr.temperature == 0 for tr in task_runs)
-        metrics = build_results(run, baseline, compare_tokens=greedy,
-                                task_fingerprints={tr.name: tr.task.fingerprint for tr in task_runs})  # fmt: skip
+        names = sorted({*task_folders(run_dir), *(tr.name for tr in task_runs)})
+        tasks = {name: read_json(run_dir / name / "task.json") for name in names}
+        run = read_run(run_dir, names)
+        baseline = self._baseline(identity, tasks)
+        greedy = {name for name, ident in tasks.items() if ident.get("temperature") == 0}
+        fingerprints = {name: ident.get("task_fingerprint") for name, ident in tasks.items()}
+        metrics = build_results(run, baseline, compare_tokens=greedy, task_fingerprints=fingerprints)
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "mmspec_version": mmspec.__version__,
             "model": cfg.model,
             "spec": cfg.spec,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run": self.run_id,
             "config": {
                 **identity,
                 "model_args": {k: str(v) for k, v in cfg.model_args.items()},
-                "tasks": [tr.identity() for tr in task_runs],
+                "tasks": list(tasks.values()),
                 "temperature": cfg.temperature,
                 "max_new_tokens": cfg.max_new_tokens,
                 "warmup": cfg.warmup,
@@ -282,6 +324,11 @@ class Harness:
         write_json_atomic(run_dir / "results.json", results)
         log.info("wrote %s", run_dir / "results.json")
         return results
+
+
+def failed_tasks(results: dict[str, Any]) -> list[str]:
+    """Tasks of a results dict in which every recorded sample failed (the CLI exits non-zero)."""
+    return [name for name, m in results.get("tasks", {}).items() if m["n_samples"] == 0 and m["n_failed"] > 0]
 
 
 def turn_record(res: TurnResult, text: str) -> TurnRecord:

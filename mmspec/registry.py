@@ -1,4 +1,4 @@
-"""Name -> implementation tables with lazy imports and close-match errors."""
+"""Name -> implementation tables: lazy imports and the one "did you mean" helper every error uses."""
 
 from __future__ import annotations
 
@@ -7,20 +7,33 @@ import importlib
 from collections.abc import Iterable
 from typing import Any
 
+from mmspec.errors import MmspecError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(MmspecError, KeyError):
     """An unknown task/model/spec name; ``str()`` lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return str(self.args[0])
 
 
+def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The known names closest to a misspelt ``word`` (best first)."""
+    return difflib.get_close_matches(str(word), sorted(set(choices)), n=n, cutoff=0.6)
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """`` (did you mean `a`, `b`?)`` for a misspelt ``word``, or ``""`` when nothing is close."""
+    close = close_matches(word, choices, n)
+    return f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""
+
+
 def unknown(kind: str, name: str, known: Iterable[str], list_flag: str) -> UnknownNameError:
+    """The error for an unknown ``--model``/``--spec``/``--tasks`` name."""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownNameError(
-        f"unknown {kind} {name!r}.{hint} Run `mmspec-harness --list {list_flag}` to see all {len(known)}."
+        f"unknown {kind} {name!r}{did_you_mean(name, known)}. "
+        f"Run `mmspec-harness --list {list_flag}` to see all {len(known)}."
     )
 
 

@@ -12,43 +12,11 @@ Definitions (also in README):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
-from mmspec.records import RecordFile, SampleRecord, TurnRecord
-
-TurnKey = tuple[str, str, int]  # (task, sample id, turn index)
-
-
-@dataclass
-class RunRecords:
-    """All records of one (model, spec) folder, by task."""
-
-    by_task: dict[str, list[SampleRecord]]
-
-    @classmethod
-    def load(cls, run_dir: Path, tasks: Iterable[str] | None = None) -> RunRecords:
-        """Records of ``tasks`` (default: every task folder holding a samples.jsonl)."""
-        run_dir = Path(run_dir)
-        if tasks is None:
-            tasks = [p.parent.name for p in run_dir.glob("*/samples.jsonl")]
-        by_task: dict[str, list[SampleRecord]] = {}
-        for task in sorted(tasks):
-            recs = RecordFile(run_dir / task / "samples.jsonl").read()
-            if recs:
-                by_task[task] = list(recs.values())
-        return cls(by_task)
-
-    def turns(self) -> dict[TurnKey, TurnRecord]:
-        return {
-            (task, rec.id, i): turn
-            for task, recs in self.by_task.items()
-            for rec in recs
-            if rec.status == "ok"
-            for i, turn in enumerate(rec.turns)
-        }
+from mmspec.records import RunRecords, SampleRecord, TurnKey, TurnRecord
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
@@ -62,9 +30,12 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
 def summarize(
     samples: list[tuple[str, SampleRecord]],
     baseline: dict[TurnKey, TurnRecord] | None,
-    compare_tokens: bool,
+    compare_tokens: bool | Collection[str],
 ) -> dict[str, Any]:
-    """Metrics over ``(task, record)`` pairs, against an optional baseline turn table."""
+    """Metrics over ``(task, record)`` pairs, against an optional baseline turn table.
+
+    ``compare_tokens``: compare token ids with the baseline (greedy runs), for every task or for
+    the tasks named."""
     ok = [(t, r) for t, r in samples if r.status == "ok"]
     turns = [((t, r.id, i), turn) for t, r in ok for i, turn in enumerate(r.turns)]
     new_tokens = sum(x.new_tokens for _, x in turns)
@@ -98,6 +69,7 @@ def summarize(
     }
     if baseline is None:
         return out
+    compared_tasks = {t for (t, _, _), _ in turns} if compare_tokens is True else set(compare_tokens or ())
     ratios, mt, mw, bt, bw = [], 0, 0.0, 0, 0.0
     matches, mismatches = 0, []
     for key, turn in turns:
@@ -110,7 +82,7 @@ def summarize(
             mw += turn.wall_time_s
             bt += base.new_tokens
             bw += base.wall_time_s
-        if compare_tokens:
+        if key[0] in compared_tasks:
             diff = first_difference(turn.token_ids, base.token_ids)
             if diff is None:
                 matches += 1
@@ -119,7 +91,7 @@ def summarize(
     compared = matches + len(mismatches)
     out["speedup_paired"] = round(sum(ratios) / len(ratios), 4) if ratios else None
     out["speedup_global"] = round((mt / mw) / (bt / bw), 4) if ratios and mw > 0 and bw > 0 else None
-    if compare_tokens:
+    if compared_tasks & {t for (t, _, _), _ in turns}:
         out["n_compared"] = compared
         out["exact_match_rate"] = round(matches / compared, 6) if compared else None
         out["mismatches"] = mismatches
@@ -129,7 +101,7 @@ def summarize(
 def build_results(
     run: RunRecords,
     baseline: RunRecords | None,
-    compare_tokens: bool,
+    compare_tokens: bool | Collection[str],
     task_fingerprints: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The metric sections of results.json: per task, per category, overall."""
@@ -140,6 +112,8 @@ def build_results(
     for task, recs in sorted(run.by_task.items()):
         pairs = [(task, r) for r in recs]
         tasks[task] = summarize(pairs, base_turns, compare_tokens)
+        tasks[task]["first_error"] = next((r.error for r in recs if r.status != "ok"), None)
+        tasks[task]["runs"] = dict(sorted(Counter(r.run for r in recs if r.run).items()))
         if task_fingerprints and task in task_fingerprints:
             tasks[task]["task_fingerprint"] = task_fingerprints[task]
         for p in pairs:

@@ -15,6 +15,12 @@ from typing import Any
 
 LOCAL_BUILDERS = frozenset({"json", "csv", "parquet", "text", "arrow"})
 DEFAULT_ROOT = Path("dataset") / "MMSpec"
+#: How to get the real data; every missing-data error ends with it (README: "Getting the data").
+GET_MMSPEC = (
+    "Get MMSpec with its images: `git clone --depth 1 https://github.com/killthefullmoon/MMSpec` "
+    "(its dataset/MMSpec folder holds test/ and testmini/, each with mmspec.jsonl and images/), "
+    "then pass --dataset_root MMSpec/dataset/MMSpec or set MMSPEC_ROOT"
+)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ missing): the harness records that sample as failed and goes on.
 
 from __future__ import annotations
 
+from mmspec.errors import MmspecError
 
-class TaskError(Exception):
+
+class TaskError(MmspecError):
     """A task definition or its data is unusable; the message names the file and the field."""
 
 
-class SampleError(Exception):
+class SampleError(MmspecError):
     """One sample cannot be run; the message names the task, the record id and the path."""

@@ -6,13 +6,13 @@ code and reads no data; that happens in `TaskManager.load` / `Task.samples`.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmspec.registry import did_you_mean
 from mmspec.tasks.data import resolve_dataset_root
 from mmspec.tasks.errors import TaskError
 from mmspec.tasks.schema import validate_group, validate_task
@@ -42,32 +42,63 @@ class TaskManager:
     Files whose name does not end in `.yaml` (like `_mmspec_template_yaml`) are include-only
     templates. A name defined twice inside one folder is an error; a later folder (an include
     path) may override an earlier one's task or group, with a warning.
+
+    A broken file under an include path (invalid YAML, unknown key, a group listing an unknown
+    task ...) does not stop the others: it is logged once, listed in `problems`, and a request
+    for a name it would have defined fails with its error (or, for a name it cannot be tied to,
+    with the list of files to fix). Problems in the built-in tasks are errors.
     """
 
     def __init__(self, include_paths: list[str | Path] | None = None) -> None:
         self._tasks: dict[str, _Entry] = {}
         self._groups: dict[str, _Entry] = {}
+        self._broken: dict[str, str] = {}  # name -> why it cannot be used
+        self.problems: dict[Path, str] = {}  # include-path file -> its error
         folders = [BUILTIN_DIR, *(Path(p).expanduser().resolve() for p in include_paths or [])]
+        self._roots = [f if f.is_dir() else f.parent for f in folders]  # where `include:` may point
         for i, folder in enumerate(folders):
             for path in _yaml_files(folder):
-                self._index(path, i)
+                try:
+                    self._index(path, i)
+                except TaskError as exc:
+                    if i == 0:
+                        raise
+                    self._problem(path, str(exc))
         self._tags = self._collect_tags()
         self._check_members()
 
+    def _problem(self, path: Path, message: str, name: str | None = None) -> None:
+        """Record a broken include-path file (and the name it makes unusable); warn once."""
+        self.problems[path] = message
+        if name is not None:
+            self._broken[name] = message
+        log.warning("skipping a task file: %s", message)
+
     # ------------------------------------------------------------------ index
     def _index(self, path: Path, folder: int) -> None:
-        config, origins = load_config(path)
-        if isinstance(config.get("task"), list):
-            validate_group(config, origins, path)
-            entry = _Entry(config["group"], path, folder, config, origins, list(config["task"]))
-            self._add(self._groups, entry, "group")
-        elif "task" in config:
-            validate_task(config, origins, path)
-            self._add(self._tasks, _Entry(config["task"], path, folder, config, origins), "task")
-        else:
-            raise TaskError(
-                f"{path}: neither a task (`task: name`) nor a group (`group: name` + `task: [...]`)"
+        config, origins = load_config(path, self._roots)
+        is_group = isinstance(config.get("task"), list)
+        name = config.get("group") if is_group else config.get("task")
+        try:
+            if is_group:
+                validate_group(config, origins, path)
+            elif "task" in config:
+                validate_task(config, origins, path)
+            else:
+                raise TaskError(
+                    f"{path}: neither a task (`task: name`) nor a group (`group: name` + `task: [...]`)"
+                )
+        except TaskError as exc:
+            if folder == 0 or not isinstance(name, str):
+                raise
+            self._problem(path, str(exc), name)  # a request for `name` gets this error
+            return
+        if is_group:
+            self._add(
+                self._groups, _Entry(name, path, folder, config, origins, list(config["task"])), "group"
             )
+        else:
+            self._add(self._tasks, _Entry(name, path, folder, config, origins), "task")
 
     def _add(self, table: dict[str, _Entry], entry: _Entry, kind: str) -> None:
         other = self._tasks.get(entry.name) or self._groups.get(entry.name)
@@ -75,9 +106,13 @@ class TaskManager:
             table[entry.name] = entry
             return
         if entry.name not in table or other.folder == entry.folder:
-            raise TaskError(
-                f"{kind} name {entry.name!r} is defined twice: in {other.source} and in {entry.source}"
-            )
+            message = f"{kind} name {entry.name!r} is defined twice: in {other.source} and in {entry.source}"
+            if entry.folder == 0:
+                raise TaskError(message)
+            self._tasks.pop(entry.name, None)
+            self._groups.pop(entry.name, None)
+            self._problem(entry.source, message, entry.name)
+            return
         log.warning("%s %r from %s overrides the one in %s", kind, entry.name, entry.source, other.source)
         table[entry.name] = entry
 
@@ -89,24 +124,47 @@ class TaskManager:
                 value = entry.config.get(key, [])
                 for tag in [value] if isinstance(value, str) else value:
                     if tag in self._tasks or tag in self._groups:
-                        raise TaskError(
+                        message = (
                             f"{entry.origins[key]}: `{key}: {tag}` reuses the name of a task or group file"
                         )
+                        if entry.folder == 0:
+                            raise TaskError(message)
+                        self._problem(entry.source, message)
+                        continue
                     tags.setdefault(tag, []).append(name)
         return tags
 
     def _check_members(self) -> None:
-        for entry in self._groups.values():
-            for member in entry.members:
-                if member not in self._tasks and member not in self._groups and member not in self._tags:
-                    raise TaskError(
-                        f"{entry.source}: group {entry.name!r} lists {member!r}, {self._unknown(member)}"
-                    )
+        """A group listing an unknown name is unusable (an error for built-in groups)."""
+        changed = True
+        while changed:  # dropping a group can break a group that lists it
+            changed = False
+            for entry in list(self._groups.values()):
+                for member in entry.members:
+                    if member not in self._tasks and member not in self._groups and member not in self._tags:
+                        message = f"{entry.source}: group {entry.name!r} lists {member!r}, {self._unknown(member, problems=False)}"
+                        if entry.folder == 0:
+                            raise TaskError(message)
+                        del self._groups[entry.name]
+                        self._problem(entry.source, message, entry.name)
+                        changed = True
+                        break
 
-    def _unknown(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.task_names() + self.group_names(), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return f"which is not a known task or group.{hint} Run `mmspec-harness --list tasks` to see them all."
+    def _unknown(self, name: str, problems: bool = True) -> str:
+        """The tail of an unknown-name error: close matches, and the include-path files to fix."""
+        text = (
+            f"which is not a known task or group{did_you_mean(name, self.task_names() + self.group_names())}."
+        )
+        if not problems:
+            return text
+        if len(self.problems) == 1:
+            text += (
+                f" A task file under --include_path could not be read: {next(iter(self.problems.values()))}."
+            )
+        elif self.problems:
+            files = ", ".join(str(p) for p in self.problems)
+            text += f" These task files could not be read (see the warnings above): {files}."
+        return text + " Run `mmspec-harness --list tasks` to see them all."
 
     # ------------------------------------------------------------------ queries
     def task_names(self) -> list[str]:
@@ -143,6 +201,8 @@ class TaskManager:
                     f"no task matches {name!r}. Run `mmspec-harness --list tasks` to see them all."
                 )
             out.update(dict.fromkeys(matches))
+        elif name in self._broken:
+            raise TaskError(f"{name!r} cannot be used: {self._broken[name]}")
         else:
             raise TaskError(f"unknown task {name!r}, {self._unknown(name)}")
 
@@ -154,6 +214,8 @@ class TaskManager:
                 raise TaskError(
                     f"{name!r} is a group; expand it with TaskManager.resolve() and load each task"
                 )
+            if name in self._broken:
+                raise TaskError(f"{name!r} cannot be used: {self._broken[name]}")
             raise TaskError(f"unknown task {name!r}, {self._unknown(name)}")
         return Task(name, entry.config, entry.origins, entry.source, resolve_dataset_root(dataset_root))
 

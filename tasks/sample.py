@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mmspec.tasks.errors import SampleError
+
+#: The only formats PIL may decode here: every other plugin (EPS, which runs Ghostscript, among
+#: them) is never tried, whatever a file's name says.
+IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
 
 
 @dataclass
@@ -30,10 +34,15 @@ class Sample:
         for path in self.image_paths:
             where = f"task {self.task}: sample {self.id}"
             try:
-                with Image.open(path) as im:
+                with Image.open(path, formats=IMAGE_FORMATS) as im:
                     images.append(im.convert("RGB"))
             except FileNotFoundError:
                 raise SampleError(f"{where}: image file not found: {path}") from None
+            except UnidentifiedImageError:
+                raise SampleError(
+                    f"{where}: cannot read image {path}: not an image of an allowed format "
+                    f"({', '.join(IMAGE_FORMATS)}), or damaged"
+                ) from None
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 raise SampleError(f"{where}: cannot read image {path}: {exc}") from exc
         return images

@@ -6,12 +6,12 @@ message naming the file and the key instead of being silently ignored.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmspec.registry import did_you_mean
 from mmspec.tasks.errors import TaskError
 from mmspec.tasks.yaml_loader import FunctionRef
 
@@ -35,6 +35,11 @@ def _names(v: Any) -> str | None:
     items = v if isinstance(v, list) else [v]
     ok = items and all(_name(x) is None for x in items)
     return None if ok else "a name or a list of names"
+
+
+def _str_list(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+    return None if ok else "a list of folder paths"
 
 
 def _mapping(v: Any) -> str | None:
@@ -76,11 +81,6 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
 
-def _stops(v: Any) -> str | None:
-    ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-    return None if ok else "a string or a list of strings"
-
-
 Check = Callable[[Any], str | None]
 
 TASK_KEYS: dict[str, Check] = {
@@ -99,6 +99,7 @@ TASK_KEYS: dict[str, Check] = {
     "turns_field": _str,
     "image_field": _opt_str,
     "image_dir": _str,
+    "image_roots": _str_list,
     "category_field": _opt_str,
     "subcategory_field": _opt_str,
     "system_prompt": _opt_str,
@@ -112,7 +113,13 @@ GENERATION_KEYS: dict[str, Check] = {
     "max_new_tokens": _positive_int,
     "temperature": _non_negative,
     "do_sample": _bool,
-    "until": _stops,
+}
+#: lm-eval keys we refuse on purpose, with the reason.
+REJECTED_KEYS: dict[str, str] = {
+    "generation_kwargs.until": (
+        "stop strings are not supported: a turn ends at the model's own stop tokens or at "
+        "`max_new_tokens`, as in MMSpec's protocol; remove it"
+    ),
 }
 REQUIRED_TASK_KEYS = ("dataset_path", "test_split")
 
@@ -126,6 +133,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "turns_field": "turns",
     "image_field": None,
     "image_dir": "{{ task_dir }}",
+    "image_roots": [],
     "category_field": None,
     "subcategory_field": None,
     "system_prompt": None,
@@ -136,19 +144,16 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
 def _check_keys(
     config: dict[str, Any], origins: dict[str, Path], source: Path, keys: dict[str, Check], prefix: str = ""
 ) -> None:
     for key, value in config.items():
         where = origins.get(key, source)
+        if f"{prefix}{key}" in REJECTED_KEYS:
+            raise TaskError(f"{where}: `{prefix}{key}`: {REJECTED_KEYS[prefix + key]}")
         if key not in keys:
             raise TaskError(
-                f"{where}: unknown key `{prefix}{key}`{_suggest(str(key), list(keys))}; "
+                f"{where}: unknown key `{prefix}{key}`{did_you_mean(str(key), keys, n=1)}; "
                 f"known keys: {', '.join(keys)}"
             )
         expected = keys[key](value)

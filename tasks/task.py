@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from jinja2 import StrictUndefined
 
-from mmspec.tasks.data import DataRoot, load_data, local_data_files
+from mmspec.registry import did_you_mean
+from mmspec.tasks.data import GET_MMSPEC, DataRoot, load_data, local_data_files
 from mmspec.tasks.errors import TaskError
 from mmspec.tasks.generated import ensure_generated, generated_dir
 from mmspec.tasks.messages import mmspec_chat
@@ -23,7 +24,8 @@ from mmspec.tasks.yaml_loader import FunctionRef
 
 log = logging.getLogger(__name__)
 
-TEMPLATED_KEYS = ("dataset_path", "dataset_kwargs", "image_dir")
+TEMPLATED_KEYS = ("dataset_path", "dataset_kwargs", "image_dir", "image_roots")
+TEXT_BUILDERS = ("json", "csv", "text")
 _NO_SPLIT = "`split` is undefined: set `mmspec_split` in the task file"
 _NO_GENERATED = "`generated_dir` is undefined: set `generated_dataset` in the task file"
 
@@ -82,7 +84,7 @@ class Task:
     # ------------------------------------------------------------------ settings
     @property
     def generation_kwargs(self) -> dict[str, Any]:
-        """The task's generation settings (`max_new_tokens`, `temperature`, `do_sample`, `until`)."""
+        """The task's generation settings (`max_new_tokens`, `temperature`, `do_sample`)."""
         gen = dict(self.config["generation_kwargs"])
         if "temperature" in gen:
             gen["temperature"] = float(gen["temperature"])
@@ -120,6 +122,8 @@ class Task:
         for f in files:
             if not f.is_file():
                 raise TaskError(self._missing_file_message(f))
+            if cfg["dataset_path"] in TEXT_BUILDERS:
+                self._check_text_file(f)
         name = f" ({cfg['dataset_name']})" if cfg["dataset_name"] else ""
         self._data_label = ", ".join(str(f) for f in files) or f"dataset {cfg['dataset_path']!r}{name}"
         try:
@@ -151,10 +155,9 @@ class Task:
         fields = {k for _, r in numbered if isinstance(r, dict) for k in r}
         for key in flt:
             if key not in fields:
-                close = difflib.get_close_matches(key, sorted(fields), n=1)
-                hint = f" (did you mean `{close[0]}`?)" if close else ""
                 raise TaskError(
-                    f"{self._where('filter')}: no record of {self._data_label} has a field {key!r}{hint}"
+                    f"{self._where('filter')}: no record of {self._data_label} has a field {key!r}"
+                    f"{did_you_mean(key, fields, n=1)}"
                 )
         kept = [
             (n, r) for n, r in numbered if isinstance(r, dict) and all(r.get(k) == v for k, v in flt.items())
@@ -167,6 +170,25 @@ class Task:
                 f"values of {key!r} there: {', '.join(seen[:12])}"
             )
         return kept
+
+    def _check_text_file(self, path: Path) -> None:
+        """A local text data file is not empty and is UTF-8 throughout (else an error naming the line)."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TaskError(
+                f"{path}: cannot read the data file ({exc.strerror or exc}) [task {self.name}]"
+            ) from exc
+        if not data.strip():
+            raise TaskError(f"{path}: the data file is empty [task {self.name}, {self.source}]")
+        for lineno, line in enumerate(data.split(b"\n"), 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TaskError(
+                    f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1} of the line); "
+                    f"save the file as UTF-8 [task {self.name}]"
+                ) from None
 
     def _missing_file_message(self, path: Path) -> str:
         """Where we looked and, for a `{{ dataset_root }}` task, how to point it elsewhere."""
@@ -181,9 +203,8 @@ class Task:
         if self.config["image_field"]:
             layout.append(f"{self._render_as('DIR', 'image_dir')}/<image files>")
         return (
-            f"{msg} (dataset root {self.dataset_root.path}, from {self.dataset_root.origin}). "
-            f"Pass --dataset_root DIR or set the MMSPEC_ROOT environment variable; "
-            f"expected layout: {', '.join(layout)}"
+            f"{msg} (dataset root {self.dataset_root.path}, from {self.dataset_root.origin}; "
+            f"expected layout: {', '.join(layout)}). {GET_MMSPEC}"
         )
 
     def _render_as(self, dataset_root: str, key: str) -> Any:
@@ -194,10 +215,6 @@ class Task:
         cfg = self.config
         id_field, turns_field = cfg["id_field"], cfg["turns_field"]
         image_dir = Path(cfg["image_dir"])
-        if cfg["image_field"] and not image_dir.is_dir():
-            log.warning(
-                "task %s: image folder %s does not exist; its samples will fail", self.name, image_dir
-            )
         seen: dict[str, int] = {}
         samples = []
         for n, doc in numbered:
@@ -248,16 +265,77 @@ class Task:
         return str(value)
 
     def _image_paths(self, n: int, sid: str, doc: dict[str, Any], image_dir: Path) -> list[Path]:
+        """The record's image files, each inside the image folder or an `image_roots` folder.
+
+        Data files may come from anyone: a name is refused when, taken lexically (`..` resolved,
+        links not followed), it points outside those folders — e.g. an absolute path or `../`.
+        """
         field = self.config["image_field"]
         if field is None:
             return []
         value = doc.get(field)
         names = value if isinstance(value, list) else [value]
-        if not names or not all(isinstance(x, str) and x for x in names):
+        if not names or not all(isinstance(x, str) and x and "\0" not in x for x in names):
             raise self._record_error(
                 n, sid, f"`{field}` must be an image file name or a list of them, got {value!r:.80}"
             )
-        return [image_dir / x for x in names]
+        roots = [os.path.normpath(image_dir), *(os.path.normpath(r) for r in self.config["image_roots"])]
+        paths = []
+        for name in names:
+            path = os.path.normpath(os.path.join(image_dir, name))  # an absolute `name` replaces image_dir
+            if not any(_inside(path, root) for root in roots):
+                raise self._record_error(
+                    n, sid, f"image {name!r} is outside the image folder {image_dir} (absolute paths and `..` "
+                    f"are refused; list other allowed folders in the task's `image_roots`)",
+                )  # fmt: skip
+            paths.append(Path(path))
+        return paths
+
+    # ------------------------------------------------------------------ checks
+    def check(self, limit: int | None = None) -> None:
+        """Everything a run needs, checked before a model loads: data, image folder, templates.
+
+        Reads the samples (data file and record errors), requires the image folder and at least
+        one of the images of the first ``limit`` samples (a wrong `--dataset_root` or a download
+        without images), warns about the others that are missing (those samples will fail), and
+        renders every turn of the first sample (template errors). Raises `TaskError`.
+        """
+        samples = self.samples()[:limit]
+        if not samples:
+            raise TaskError(f"task {self.name}: {self._data_label} holds no records [{self.source}]")
+        if self.config["image_field"]:
+            self._check_images(samples)
+        self.preview(samples[0])
+
+    def _check_images(self, samples: list[Sample]) -> None:
+        image_dir = Path(self.config["image_dir"])
+        hint = (
+            GET_MMSPEC
+            if "dataset_root" in json.dumps(self._raw.get("image_dir", ""), default=str)
+            else (f"check `image_dir` in {self._origins.get('image_dir', self.source)}")
+        )
+        if not image_dir.is_dir():
+            raise TaskError(f"task {self.name}: image folder not found: {image_dir}. {hint}")
+        paths = [p for s in samples for p in s.image_paths]
+        missing = [p for p in paths if not p.is_file()]
+        if paths and len(missing) == len(paths):
+            raise TaskError(
+                f"task {self.name}: none of the {len(paths)} images is in {image_dir} (first: "
+                f"{missing[0].name}). {hint}"
+            )
+        if missing:
+            log.warning(
+                "task %s: %d of %d image files are missing (first: %s); those samples will fail",
+                self.name, len(missing), len(paths), missing[0],
+            )  # fmt: skip
+
+    def preview(self, sample: Sample) -> list[list[dict[str, Any]]]:
+        """The messages of every turn of `sample`, earlier answers shown as `<answer to turn k>`.
+
+        Renders the task's templates without a model (`--show_prompt`, and the check before a run).
+        """
+        history = [f"<answer to turn {k}>" for k in range(len(sample.turns))]
+        return [self.build_messages(sample, i, history[:i]) for i in range(len(sample.turns))]
 
     # ------------------------------------------------------------------ prompts
     def build_messages(self, sample: Sample, turn_index: int, history: list[str]) -> list[dict[str, Any]]:
@@ -290,6 +368,14 @@ class Task:
             return sample.turns[k]
         where = f"{self._where('doc_to_text')} (sample {sample.id}, turn {k})"
         return render(self._doc_to_text, {"turn": sample.turns[k], "doc": sample.doc, "turn_index": k}, where)
+
+
+def _inside(path: str, root: str) -> bool:
+    """Lexically, ``path`` is ``root`` or below it (both normalised; links are not followed)."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # one absolute and one relative, or different drives
+        return False
 
 
 def _file_identity(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -145,16 +145,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+def load_config(path: Path, roots: Sequence[Path] = ()) -> tuple[dict[str, Any], dict[str, Path]]:
     """The file with its `include:` chain applied, and for every key the file that set it.
 
     The including file wins; when both hold a mapping under one key, the two merge shallowly
-    (so a task can change one generation setting of its template).
+    (so a task can change one generation setting of its template). An `include:` must stay
+    inside `roots` (the task folders being indexed; default: the file's own folder), symlinks
+    resolved, so a task file cannot pull in files from elsewhere on the machine.
     """
-    return _load(path.resolve(), ())
+    path = path.resolve()
+    roots = tuple(Path(r).resolve() for r in roots) or (path.parent,)
+    return _load(path, (), roots)
 
 
-def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Path]]:
+def _load(
+    path: Path, chain: tuple[Path, ...], roots: tuple[Path, ...]
+) -> tuple[dict[str, Any], dict[str, Path]]:
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise TaskError(f"{chain[-1]}: include cycle: {cycle}")
@@ -165,9 +171,14 @@ def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str
     if not isinstance(include, str):
         raise TaskError(f"{path}: `include` must be a file path, got {include!r}")
     base_path = (path.parent / include).resolve()
+    if not any(base_path.is_relative_to(root) for root in roots):
+        raise TaskError(
+            f"{path}: `include: {include}` is outside the task folders ({', '.join(map(str, roots))}); "
+            "copy the file into the task folder"
+        )
     if not base_path.is_file():
         raise TaskError(f"{path}: `include: {include}` not found (looked at {base_path})")
-    merged, origins = _load(base_path, (*chain, path))
+    merged, origins = _load(base_path, (*chain, path), roots)
     for key, value in data.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

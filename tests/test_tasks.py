@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -89,7 +90,8 @@ def test_every_builtin_task_loads(tm: TaskManager, mmspec_root: Path) -> None:
         samples = task.samples()
         assert samples and all(isinstance(s, Sample) for s in samples), name
         assert all(p.is_file() for s in samples for p in s.image_paths), name
-        assert task.generation_kwargs == {"max_new_tokens": 1024, "temperature": 0.0, "do_sample": False}
+        max_new = 64 if name == "mmspec_demo" else 1024  # the demo is capped so tiny-model demos are quick
+        assert task.generation_kwargs == {"max_new_tokens": max_new, "temperature": 0.0, "do_sample": False}
         assert task.config["system_prompt"] == VICUNA
         assert len(task.fingerprint) == 64
 
@@ -260,7 +262,24 @@ def test_stdlib_reader_when_datasets_is_missing(tmp_path: Path, monkeypatch: pyt
 
 
 def test_standin_images_are_deterministic() -> None:
-    assert standin_image("mmspec_001.jpg").tobytes() == standin_image("mmspec_001.jpg").tobytes()
+    """Same key -> same pixels in another process (another hash seed); other keys -> other images."""
+    import hashlib
+    import subprocess
+
+    code = (
+        "import hashlib; from mmspec.tasks.standin import standin_image; "
+        "print(hashlib.sha256(standin_image('mmspec_001.jpg').tobytes()).hexdigest())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    ).stdout.strip()
+    assert hashlib.sha256(standin_image("mmspec_001.jpg").tobytes()).hexdigest() == other
+    assert standin_image("mmspec_001.jpg").size == (128, 232)  # a function of sha256 of the name only
+    assert standin_image("mmspec_002.jpg").tobytes() != standin_image("mmspec_001.jpg").tobytes()
     sizes = [standin_image(f"mmspec_{i:03d}.jpg").size for i in range(1, 21)]
     assert all(64 <= n <= 256 for size in sizes for n in size) and len(set(sizes)) > 10
 
@@ -269,7 +288,7 @@ def test_standin_images_are_deterministic() -> None:
 def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
     write_task(tmp_path, USER_TASK + "generation_kwargs: {max_new_tokens: 8\n")
     with pytest.raises(TaskError, match=r"task\.yaml:\d+: invalid YAML"):
-        TaskManager(include_paths=[tmp_path])
+        TaskManager(include_paths=[tmp_path]).resolve(["my_task"])
 
 
 def test_unknown_key_names_file_and_suggests(tmp_path: Path) -> None:
@@ -277,19 +296,19 @@ def test_unknown_key_names_file_and_suggests(tmp_path: Path) -> None:
     with pytest.raises(
         TaskError, match=r"task\.yaml: unknown key `sytem_prompt` \(did you mean `system_prompt`\?\)"
     ):
-        TaskManager(include_paths=[tmp_path])
+        TaskManager(include_paths=[tmp_path]).load("my_task")
     write_task(tmp_path, USER_TASK + "generation_kwargs: {max_tokens: 8}\n")
     with pytest.raises(
         TaskError, match=r"`generation_kwargs.max_tokens` \(did you mean `max_new_tokens`\?\)"
     ):
-        TaskManager(include_paths=[tmp_path])
+        TaskManager(include_paths=[tmp_path]).load("my_task")
 
 
 def test_duplicate_task_names_in_one_folder(tmp_path: Path) -> None:
     write_task(tmp_path)
     (tmp_path / "again.yaml").write_text(USER_TASK)
     with pytest.raises(TaskError, match=r"'my_task' is defined twice: in .*again\.yaml and in .*task\.yaml"):
-        TaskManager(include_paths=[tmp_path])
+        TaskManager(include_paths=[tmp_path]).load("my_task")
 
 
 @pytest.mark.parametrize(
@@ -328,6 +347,7 @@ def test_missing_jsonl_says_where_and_how(
     text = str(err.value)
     assert str(tmp_path / "dataset" / "MMSpec" / "testmini" / "mmspec.jsonl") in text
     assert "--dataset_root" in text and "MMSPEC_ROOT" in text and "testmini/images/" in text
+    assert "github.com/killthefullmoon/MMSpec" in text
 
 
 def test_missing_image_fails_only_that_sample(tmp_path: Path) -> None:
@@ -348,10 +368,74 @@ def test_unknown_task_name_suggests_close_matches(tm: TaskManager) -> None:
         tm.load("mmspec_test")
 
 
+def test_until_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    write_task(tmp_path, USER_TASK + "generation_kwargs: {until: ['</s>']}\n")
+    with pytest.raises(
+        TaskError, match=r"task\.yaml: `generation_kwargs\.until`: stop strings are not supported"
+    ):
+        TaskManager(include_paths=[tmp_path]).load("my_task")
+
+
+def test_broken_yaml_below_an_include_path_spares_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_task(tmp_path / "good")
+    (tmp_path / "bad" / "deep").mkdir(parents=True)
+    (tmp_path / "bad" / "deep" / "broken.yaml").write_text("task: [unclosed\n")
+    (tmp_path / "bad" / "typo.yaml").write_text(
+        USER_TASK.replace("my_task", "typo_task") + "sytem_prompt: x\n"
+    )
+    (tmp_path / "bad" / "group.yaml").write_text("group: my_group\ntask: [my_task, nope_task]\n")
+    with caplog.at_level(logging.WARNING):
+        tm = TaskManager(include_paths=[tmp_path])
+    assert tm.resolve(["my_task"]) == ["my_task"] and tm.load("my_task").samples()
+    assert set(tm.problems) == {tmp_path / "bad" / "deep" / "broken.yaml", tmp_path / "bad" / "typo.yaml",
+                                tmp_path / "bad" / "group.yaml"}  # fmt: skip
+    assert caplog.text.count("broken.yaml") == 1  # reported once
+    with pytest.raises(
+        TaskError, match=r"'typo_task' cannot be used: .*typo\.yaml: unknown key `sytem_prompt`"
+    ):
+        tm.resolve(["typo_task"])
+    with pytest.raises(
+        TaskError, match=r"'my_group' cannot be used: .*group\.yaml: group 'my_group' lists 'nope_task'"
+    ):
+        tm.resolve(["my_group"])
+    with pytest.raises(TaskError, match=r"could not be read \(see the warnings above\): .*broken\.yaml"):
+        tm.resolve(["what_was_in_broken"])  # a name no file can be tied to: the files to fix are listed
+
+
+def test_check_renders_templates_and_needs_the_image_folder(tmp_path: Path) -> None:
+    folder = write_task(tmp_path / "ok")
+    load_user_task(folder).check()
+    shown = load_user_task(folder).preview(load_user_task(folder).samples()[1])
+    assert shown[1][-2] == {"role": "assistant", "content": [{"type": "text", "text": "<answer to turn 0>"}]}
+    bad_template = write_task(tmp_path / "tpl", USER_TASK + 'doc_to_text: "{{ doc.nope }}"\n')
+    with pytest.raises(
+        TaskError, match=r"`doc_to_text` \(sample r1, turn 0\): template uses an undefined value"
+    ):
+        load_user_task(bad_template).check()
+    no_images = write_task(tmp_path / "noimg")
+    for image in (no_images / "images").iterdir():
+        image.unlink()
+    with pytest.raises(TaskError, match=r"none of the 2 images is in .*noimg/images.*check `image_dir`"):
+        load_user_task(no_images).check()
+    (no_images / "images").rmdir()
+    with pytest.raises(TaskError, match=r"image folder not found: .*noimg/images"):
+        load_user_task(no_images).check()
+
+
+def test_missing_mmspec_images_say_how_to_get_them(tm: TaskManager, tmp_path: Path) -> None:
+    (tmp_path / "testmini").mkdir()
+    (tmp_path / "testmini" / "mmspec.jsonl").write_text(json.dumps(RECORDS[0] | {"topic": "text vqa"}) + "\n")
+    with pytest.raises(TaskError, match=r"image folder not found: .*testmini/images\. Get MMSpec with its images: "
+                                        r"`git clone --depth 1 https://github\.com/killthefullmoon/MMSpec`"):  # fmt: skip
+        tm.load("mmspec_testmini_text_vqa", dataset_root=tmp_path).check()
+
+
 def test_yaml_tags_are_safe(tmp_path: Path) -> None:
     write_task(tmp_path, USER_TASK + "metadata: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(TaskError, match=r"task\.yaml:\d+: invalid YAML"):
-        TaskManager(include_paths=[tmp_path])
+        TaskManager(include_paths=[tmp_path]).resolve(["my_task"])
 
 
 def test_load_images_returns_rgb(tmp_path: Path) -> None:
@@ -359,3 +443,114 @@ def test_load_images_returns_rgb(tmp_path: Path) -> None:
     Image.new("L", (70, 90), 128).save(folder / "images" / "r1.jpg")
     [image] = load_user_task(folder).samples()[0].load_images()
     assert image.mode == "RGB" and image.size == (70, 90)
+
+
+# ---------------------------------------------------------------------- untrusted data and bad values
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{% for i in range(200000) %}x{% endfor %}", "template error: OverflowError: Range too big"),
+        ("{{ 'x' * 10**8 }}", "template output is larger than 1000000 characters"),
+        ("{% for i in range(90000) %}{{ 'y' * 90000 }}{% endfor %}", "template output is larger than"),
+        ("{{ 2 ** 100000000 }}", "template output is larger than"),
+        ("{{ '%999999999d' % 1 }}", "template output is larger than"),
+        ("{{ '{:>999999999}'.format(1) }}", "template output is larger than"),
+        ("{{ 'a'.ljust(999999999) }}", "template output is larger than"),
+        ("{{ 'a' | center(999999999) }}", "template output is larger than"),
+        ("{{ ('a' * 999999) | replace('a', 'aaaa') }}", "template output is larger than"),
+    ],
+    ids=["range", "repeat", "loop", "power", "percent", "format", "ljust", "center", "replace"],
+)
+def test_templates_are_bounded(tmp_path: Path, template: str, message: str) -> None:
+    task = load_user_task(write_task(tmp_path, USER_TASK + f'doc_to_text: "{template}"\n'))
+    with pytest.raises(TaskError, match=rf"`doc_to_text` \(sample r1, turn 0\): {message}"):
+        task.build_messages(task.samples()[0], 0, [])
+
+
+def test_bad_data_files_name_the_file(tmp_path: Path) -> None:
+    folder = write_task(tmp_path)
+    data = folder / "data.jsonl"
+    data.write_bytes(data.read_bytes() + b'{"id": "r3", "turns": ["caf\xe9"]}\n')  # Latin-1, not UTF-8
+    with pytest.raises(TaskError, match=rf"{data}:3: not valid UTF-8"):
+        load_user_task(folder).samples()
+    data.write_text("")
+    with pytest.raises(TaskError, match=rf"{data}: the data file is empty"):
+        load_user_task(folder).samples()
+
+
+@pytest.mark.parametrize("name", ["../escape.jpg", "/etc/hostname", "sub/../../escape.jpg"])
+def test_image_paths_stay_inside_the_image_folder(tmp_path: Path, name: str) -> None:
+    folder = write_task(tmp_path / "t", records=[])
+    (folder / "data.jsonl").write_text(json.dumps({"id": "a", "image": name, "turns": ["q"]}) + "\n")
+    with pytest.raises(TaskError, match=rf"record 1 \(id 'a'\) image {re.escape(repr(name))} is outside the image "
+                                        r"folder .*image_roots"):  # fmt: skip
+        load_user_task(folder).samples()
+
+
+def test_absolute_image_path_with_a_relative_image_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = write_task(
+        tmp_path / "t", USER_TASK.replace('"{{ task_dir }}/images"', "rel_images"), records=[]
+    )
+    (folder / "data.jsonl").write_text(
+        json.dumps({"id": "a", "image": "/etc/hostname", "turns": ["q"]}) + "\n"
+    )
+    with pytest.raises(TaskError, match=r"image '/etc/hostname' is outside the image folder rel_images"):
+        load_user_task(folder).samples()
+
+
+def test_image_roots_allow_another_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared_images"
+    shared.mkdir()
+    standin_image("x.jpg").save(shared / "x.jpg")
+    records = [{"id": "a", "image": str(shared / "x.jpg"), "turns": ["q"]},
+               {"id": "b", "image": "../../shared_images/x.jpg", "turns": ["q"]}]  # fmt: skip
+    folder = write_task(tmp_path / "t", USER_TASK + f"image_roots: [{str(shared)!r}]\n", records=records)
+    samples = load_user_task(folder).samples()
+    assert [len(s.load_images()) for s in samples] == [1, 1]
+
+
+def test_only_image_formats_are_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EPS file named .jpg never reaches PIL's EPS plugin (which would run Ghostscript)."""
+    from PIL import EpsImagePlugin
+
+    def ghostscript(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the EPS decoder was reached")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", ghostscript)
+    folder = write_task(tmp_path)
+    (folder / "images" / "r1.jpg").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    )
+    with pytest.raises(
+        SampleError,
+        match=r"sample r1: cannot read image .*r1\.jpg: not an image of an allowed format \(BMP, GIF, JPEG",
+    ):
+        load_user_task(folder).samples()[0].load_images()
+
+
+def test_include_stays_inside_the_task_folders(tmp_path: Path) -> None:
+    (tmp_path / "outside.yaml").write_text("dataset_path: json\ntest_split: train\n")
+    folder = write_task(tmp_path / "tasks", "include: ../outside.yaml\ntask: my_task\n")
+    with pytest.raises(
+        TaskError, match=r"task\.yaml: `include: \.\./outside\.yaml` is outside the task folders"
+    ):
+        load_user_task(folder)
+    (tmp_path / "tasks" / "base_yaml").write_text("dataset_path: json\ntest_split: train\n")
+    (tmp_path / "tasks" / "task.yaml").write_text("include: base_yaml\ntask: my_task\n")
+    assert load_user_task(folder).config["dataset_path"] == "json"
+
+
+def test_list_never_imports_task_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mmspec.cli import main
+
+    folder = write_task(tmp_path, USER_TASK + "process_docs: !function helpers.mark\n")
+    marker = tmp_path / "imported"
+    (folder / "helpers.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef mark(d):\n    return d\n")
+    assert main(["--list", "tasks", "--include_path", str(folder)]) == 0
+    assert "my_task" in capsys.readouterr().out and not marker.exists()
+    load_user_task(folder).samples()  # loading the task is what runs its code
+    assert marker.exists()

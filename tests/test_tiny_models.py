@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import socket
-import time
 import warnings
 
 import pytest
@@ -280,10 +279,8 @@ def test_ensure_is_idempotent(cache, monkeypatch):
         raise AssertionError("rebuilt an existing model")
 
     monkeypatch.setattr(tiny, "build_tiny_model", no_rebuild)
-    start = time.perf_counter()
     for name in NAMES:
         assert ensure_tiny_model(name, cache) == folders[name]
-    assert time.perf_counter() - start < 0.5
 
 
 def test_publish_is_atomic_and_handles_races(tmp_path):
@@ -316,7 +313,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(tiny, "build_tiny_model", broken)
     with pytest.raises(RuntimeError, match="boom"):
         ensure_tiny_model("tiny-llava15", tmp_path)
-    assert list((tmp_path / "tiny").iterdir()) == []
+    assert [p.name for p in (tmp_path / "tiny").iterdir()] == [".tiny-llava15-v2.lock"]  # an empty lock file
 
 
 def test_cache_location(monkeypatch, tmp_path):
@@ -328,3 +325,42 @@ def test_cache_location(monkeypatch, tmp_path):
     assert tiny.tiny_model_dir("tiny-llava15", tmp_path / "arg").parent == tmp_path / "arg" / "tiny"
     with pytest.raises(KeyError, match="tiny-qwen25vl"):
         ensure_tiny_model("tiny-nope", tmp_path)
+
+
+def test_an_interrupted_build_leaves_nothing_stale(tmp_path):
+    """A builder killed mid-build (kill -9) leaves its temporary folder; the next build removes it."""
+    import subprocess
+    import sys
+    import time
+
+    code = f"""
+import time
+from mmspec.adapters import tiny
+def slow(spec, folder):
+    (folder / "partial").write_text("x")
+    time.sleep(600)
+tiny.build_tiny_model = slow
+tiny.ensure_tiny_model("tiny-llava15", {str(tmp_path)!r})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(600):  # wait (up to a minute) until the build is under way
+            if list((tmp_path / "tiny").glob(".*tmp*/partial")):
+                break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list((tmp_path / "tiny").glob(".*tmp*/partial")), "the killed build never started"
+    final = tiny.tiny_model_dir("tiny-llava15", tmp_path)
+    final.mkdir()
+    (final / "half-copied").write_text("x")  # and a leftover without the completion marker
+
+    def quick(spec, folder):
+        (folder / COMPLETE_MARKER).write_text("{}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tiny, "build_tiny_model", quick)
+        assert ensure_tiny_model("tiny-llava15", tmp_path) == final
+    assert (final / COMPLETE_MARKER).is_file() and not (final / "half-copied").exists()
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir() if p.is_dir()) == [final.name]

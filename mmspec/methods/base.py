@@ -9,10 +9,11 @@ target's cache.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmspec.contract import Capture, DecodeContext, ForwardOutput, RoundResult, RunInfo
+from mmspec.errors import MmspecError
+from mmspec.registry import did_you_mean
 from mmspec.target import TargetView
 from mmspec.tree import DraftTree
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["Capture", "DecodeContext", "Drafter", "ForwardOutput", "RoundResult", "RunInfo", "SpecArgError"]
 
 
-class SpecArgError(ValueError):
+class SpecArgError(MmspecError, ValueError):
     """A ``--spec_args`` key or value that a method does not accept."""
 
 
@@ -132,8 +133,9 @@ def parse_spec_args(name: str, defaults: dict[str, Any], given: dict[str, Any]) 
     unknown = [k for k in given if k not in defaults]
     if unknown:
         k = unknown[0]
-        close = difflib.get_close_matches(k, list(defaults), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
         allowed = ", ".join(sorted(defaults)) or "none"
-        raise SpecArgError(f"--spec_args: {name!r} has no parameter {k!r}{hint} (accepted: {allowed})")
+        raise SpecArgError(
+            f"--spec_args: {name!r} has no parameter {k!r}{did_you_mean(k, defaults)}; accepted: {allowed}"
+            " (and preset=NAME)"
+        )
     return {k: coerce(name, k, given.get(k, v), v) for k, v in defaults.items()}

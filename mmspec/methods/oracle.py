@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmspec.methods.base import DecodeContext, Drafter, RunInfo
-from mmspec.records import RecordFile
+from mmspec.methods.base import DecodeContext, Drafter, RunInfo, SpecArgError
+from mmspec.records import read_run
 from mmspec.tree import DraftTree
 
 
@@ -25,7 +25,7 @@ class Oracle(Drafter):
     def __init__(self, target: Any, **spec_args: Any) -> None:
         super().__init__(target, **spec_args)
         if min(self.args["k"], self.args["wrong_tail"], self.args["tree_nodes"]) < 0:
-            raise ValueError("oracle: k, wrong_tail and tree_nodes must be >= 0")
+            raise SpecArgError("oracle: k, wrong_tail and tree_nodes must be >= 0")
         self.references: dict[tuple[str, str, int], list[int]] = {}
         self._ref: list[int] | None = None
 
@@ -33,7 +33,7 @@ class Oracle(Drafter):
         folder = Path(self.args["reference"] or run.output_path / run.model / "baseline")
         self.references = load_references(folder)
         if not self.references:
-            raise ValueError(
+            raise SpecArgError(
                 f"oracle: no baseline records under {folder}; run --spec baseline first "
                 "(same --output_path) or pass --spec_args reference=DIR"
             )
@@ -80,10 +80,4 @@ class Oracle(Drafter):
 
 def load_references(folder: Path) -> dict[tuple[str, str, int], list[int]]:
     """(task, id, turn) -> token ids of a baseline run folder (``<out>/<model>/baseline``)."""
-    refs: dict[tuple[str, str, int], list[int]] = {}
-    for path in sorted(Path(folder).glob("*/samples.jsonl")):
-        for rec in RecordFile(path).read().values():
-            if rec.status == "ok":
-                for i, turn in enumerate(rec.turns):
-                    refs[(rec.task, rec.id, i)] = turn.token_ids
-    return refs
+    return {key: turn.token_ids for key, turn in read_run(folder).turns().items()}
