@@ -145,6 +145,13 @@ def resolve_specs(text: str) -> list[str]:
     return names
 
 
+def _has_presets(cls: type) -> bool:
+    """A method with named presets (a ``presets`` table, or its own ``preset_table``)."""
+    from mmspec.methods.base import Drafter
+
+    return bool(cls.presets) or any("preset_table" in vars(k) for k in cls.__mro__ if k is not Drafter)
+
+
 def assign_spec_args(specs: list[str], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``--spec_args`` per method: ``method.key=v`` for one method, ``key=v`` for every method that has it.
 
@@ -167,6 +174,11 @@ def assign_spec_args(specs: list[str], given: dict[str, Any]) -> dict[str, dict[
         elif len(specs) == 1:
             out[specs[0]][key] = value
         else:
+            if key == "preset":  # every method that has presets (their tables check the name)
+                takers = [s for s in specs if _has_presets(get_spec(s))]
+                for s in takers:
+                    out[s][key] = value
+                continue
             takers = [s for s in specs if key in defaults[s]]
             if not takers:
                 known = {k for d in defaults.values() for k in d}
