@@ -53,6 +53,7 @@ def build(
     device: str | None = None,
     workers: int | None = None,
     evaluate: bool = True,
+    eval_seconds: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Build a trained proxy into ``out`` and return its manifest (also written as ``manifest.json``)."""
@@ -217,7 +218,8 @@ def build(
             family, {"pretrained": str(out), "dtype": "float32", "device": str(dev), "execution": "eager"}
         )
         samples = quality.eval_samples(TEST_SEED, preset.eval_per_category, preset.render_size)
-        q = quality.evaluate(adapter, samples, preset.eval_max_new_tokens, preset.eval_seconds)
+        limit = eval_seconds if eval_seconds is not None else preset.eval_seconds
+        q = quality.evaluate(adapter, samples, preset.eval_max_new_tokens, limit)
         q["seconds"] = round(time.perf_counter() - t_eval, 2)
         manifest["quality"] = q
         manifest["gates"] = gate_report(size, held, q)

@@ -45,6 +45,7 @@ class PipelineConfig:
     build_steps: int | None = None  # None: the size's time budget
     build_time_budget: float | None = None
     build_eval: bool = True
+    build_eval_seconds: float | None = None  # time limit of the build's quality gates (None: the size's)
     n_train: int = 400  # draft-training conversations
     regen_max_new_tokens: int = 512
     fit_steps: int = 4000
@@ -78,7 +79,7 @@ def run_pipeline(cfg: PipelineConfig, stages: tuple[str, ...] = ("build", "regen
 
         t = time.perf_counter()
         build(cfg.family, cfg.size, cfg.seed, target, max_steps=cfg.build_steps, time_budget=cfg.build_time_budget,
-              device=cfg.device, evaluate=cfg.build_eval, log=say)  # fmt: skip
+              device=cfg.device, evaluate=cfg.build_eval, eval_seconds=cfg.build_eval_seconds, log=say)  # fmt: skip
         timings["build"] = time.perf_counter() - t
     model_args = {"pretrained": str(target), "dtype": cfg.dtype, **cfg.extra_model_args}
     if cfg.device:
@@ -176,11 +177,11 @@ def _harness(cfg: PipelineConfig, model_args: dict[str, Any], out: Path, say: Ca
 
 def acceptance_by_depth(run_dir: Path) -> list[float]:
     """Share of rounds (ViSkip-skipped rounds excluded) that accepted at least d drafts, d = 1, 2, ..."""
-    from mmspec.results import RunRecords
+    from mmspec.records import read_run
 
     counts: list[int] = []
     rounds = 0
-    for recs in RunRecords.load(run_dir).by_task.values():
+    for recs in read_run(run_dir).by_task.values():
         for rec in recs:
             for turn in rec.turns:
                 for a, size in zip(turn.accepted_per_round, turn.tree_size_per_round):

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Round-2 GPU measurements in one detached run (the device runs one command for at most 10 minutes,
+# so this starts itself in the background and later commands poll it).
+#
+#   bash benchmarks/gpu_round2.sh start      # install, then run everything below detached
+#   bash benchmarks/gpu_round2.sh poll [S]   # wait up to S seconds (default 560), print progress
+#   bash benchmarks/gpu_round2.sh collect    # copy the results archive and logs to $OUT
+#
+# Steps (each logs to $R/log and leaves its outputs in $R):
+#   1. graph-capture safety test (tests/test_gpu_graphs.py: replays stay identical after another
+#      compiled program ran in the process)
+#   2. the proxy pipeline for qwen25vl, then llava15 (benchmarks/proxy_pipeline.py, size S)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+R=${MMSPEC_ROUND_DIR:-/tmp/mmspec_round2}
+SIZE=${PROXY_SIZE:-S}
+case "${1:-}" in
+  start)
+    mkdir -p "$R"
+    python3 -m pip install -q --no-deps --no-build-isolation -e . >"$R/install.log" 2>&1 || { cat "$R/install.log"; exit 1; }
+    setsid nohup bash "$0" run >"$R/log" 2>&1 < /dev/null &
+    sleep 5; cat "$R/log"
+    ;;
+  run)
+    export HF_HUB_OFFLINE=1 MMSPEC_CACHE="$R/cache" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+    echo "== start $(date -u +%FT%TZ)"; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    echo "== step 1: graph capture safety $(date -u +%T)"
+    MMSPEC_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_graphs.py 2>&1 | tail -5
+    for fam in qwen25vl llava15; do
+      echo "== step 2: proxy pipeline $fam $(date -u +%T)"
+      python3 benchmarks/proxy_pipeline.py --family "$fam" --size "$SIZE" --out "$R/proxy_$fam" \
+        --build_time_budget "${BUILD_SECONDS:-150}" --build_eval_seconds "${EVAL_SECONDS:-60}" \
+        --n_train "${N_TRAIN:-300}" --regen_max_new_tokens 384 --fit_seconds "${FIT_SECONDS:-25}" \
+        --limit "${LIMIT:-6}" --copy_to "$R/results" 2>&1 | grep -v "Loading weights" | tail -40
+      cp "$R/proxy_$fam/target/manifest.json" "$R/results/${fam}_target_manifest.json" 2>/dev/null
+      tar -czf "$R/results.tar.gz" -C "$R" results 2>/dev/null
+    done
+    echo "== done $(date -u +%T)"
+    ;;
+  poll)
+    limit=${2:-560}; waited=0
+    while [ "$waited" -lt "$limit" ] && ! grep -q "^== done" "$R/log" 2>/dev/null; do sleep 10; waited=$((waited + 10)); done
+    grep "^== " "$R/log"; tail -n 15 "$R/log"
+    ;;
+  collect)
+    tar -czf "$R/results.tar.gz" -C "$R" results 2>/dev/null
+    cp "$R/results.tar.gz" "$R/log" "$OUT"/ 2>/dev/null; ls -la "$OUT"
+    ;;
+  *) echo "usage: $0 start|poll [seconds]|collect" >&2; exit 2 ;;
+esac
