@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mmspec.leaderboard.build import build_leaderboard
 from mmspec.leaderboard.collect import LeaderboardError
-from mmspec.leaderboard.render import render_html, render_markdown
+from mmspec.leaderboard.markdown import render_markdown
+from mmspec.leaderboard.page import render_html
 
 PROG = "mmspec-leaderboard"
 
