@@ -51,13 +51,15 @@ def open_page(
     screenshot: str | os.PathLike[str] | None = None,
     size: tuple[int, int] = (1280, 1600),
     chromium: str | None = None,
+    fragment: str = "",
     timeout: float = 120.0,
 ) -> PageView:
-    """Load ``page`` (a local HTML file) in headless Chromium and report what it showed."""
+    """Load ``page`` (a local HTML file, plus ``#fragment`` when given) in headless Chromium and
+    report what it showed."""
     exe = chromium or find_chromium()
     if not exe:
         raise BrowserError("chromium not found (install Debian's `chromium` package or set MMSPEC_CHROMIUM)")
-    url = Path(page).resolve().as_uri()
+    url = Path(page).resolve().as_uri() + (f"#{fragment}" if fragment else "")
     with tempfile.TemporaryDirectory(prefix="mmspec-chromium-") as profile:
         cmd = [exe, *HEADLESS_FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"]
         if screenshot is not None:

@@ -35,8 +35,8 @@ def _table(table_id: str, heads: str, rows: list[str], cls: str = "sortable", ca
     cap = f'<caption class="muted">{esc(caption)}</caption>' if caption else ""
     ident = f' id="{table_id}"' if table_id else ""
     return (
-        f'<table class="{cls}"{ident}>{cap}<thead><tr>{heads}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="scroll"><table class="{cls}"{ident}>{cap}<thead><tr>{heads}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -101,7 +101,11 @@ METRIC_COLUMNS: tuple[Column, ...] = (
 def metrics_table(table_id: str, entries: list[Entry], name_header: str | None = None) -> str:
     """Every metric, one row per entry in the given order; ``#`` = place within its name."""
     cols: list[Column] = [
-        ("method", "text", lambda e: f'<td title="{esc(e.get("source", ""))}">{esc(cells.method(e))}</td>')
+        (
+            "method",
+            "text",
+            lambda e: f'<td class="label" title="{esc(e.get("source", ""))}">{esc(cells.method(e))}</td>',
+        )
     ]
     if name_header:
         cols.insert(0, (name_header, "text", lambda e: f"<td>{esc(e.get('name', ''))}</td>"))
@@ -121,7 +125,7 @@ def pivot(
     by_cell = {(e.get("source"), str(e.get("name"))): e for e in entries}
     rows = []
     for source, label in methods:
-        tds = [f'<td title="{esc(source)}">{esc(label)}</td>']
+        tds = [f'<td class="label" title="{esc(source)}">{esc(label)}</td>']
         for name in names:
             e = by_cell.get((source, name))
             if e is None:
@@ -144,7 +148,7 @@ def acceptance_table(table_id: str, curves: list[tuple[str, dict[str, Any]]]) ->
     rows = []
     for label, acc in curves:
         p = acc["p_at_least"]
-        tds = [f"<td>{esc(label)}</td>", num(acc.get("rounds"), cells.count(acc.get("rounds")))]
+        tds = [f'<td class="label">{esc(label)}</td>', num(acc.get("rounds"), cells.count(acc.get("rounds")))]
         tds += [num(p[d], cells.percent(p[d])) if d < len(p) else num(0.0, "0.0%") for d in range(depth)]
         rows.append(f"<tr>{''.join(tds)}</tr>")
     heads = th("method", "text") + th("drafted rounds", "num")
@@ -203,10 +207,12 @@ def settings_table(table_id: str, diffs: list[dict[str, Any]], methods: list[tup
     rows = []
     for d in diffs:
         values = {str(v.get("source")): v.get("value") for v in d.get("values", []) if isinstance(v, dict)}
-        tds = "".join(f"<td><code>{esc(values.get(s, 'unset'))}</code></td>" for s, _ in methods)
+        tds = "".join(
+            f'<td class="label"><code>{esc(values.get(s, "unset"))}</code></td>' for s, _ in methods
+        )
         key = f'<th scope="row" title="differs between compared runs">⚠ {esc(d.get("key"))}</th>'
         rows.append(f'<tr class="flagged">{key}{tds}</tr>')
     heads = '<th scope="col">setting</th>' + "".join(
-        f'<th scope="col">{esc(label)}</th>' for _, label in methods
+        f'<th scope="col" class="label">{esc(label)}</th>' for _, label in methods
     )
     return _table(table_id, heads, rows, "settings")

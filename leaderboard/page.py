@@ -25,7 +25,8 @@ def esc(value: Any) -> str:
     return html.escape(CONTROL.sub("\ufffd", str(value)), quote=True)
 
 
-# Sorts a table.sortable by the clicked column: numbers by data-v (nulls last), else by text.
+# Sorts a table.sortable by the clicked column: numbers by data-v (nulls last), else by text; the
+# first click sorts numbers from the largest. ``#sort=<table id>:<column>`` in the URL sorts on load.
 SORT_SCRIPT = """
 "use strict";
 (function () {
@@ -64,6 +65,12 @@ SORT_SCRIPT = """
     });
     table.setAttribute("data-sortable", "ready");
   });
+  // a link may ask for a sorted view: page.html#sort=m0-ranking:4 (table id, column index)
+  var wanted = /^#sort=([A-Za-z0-9-]+):([0-9]+)$/.exec(window.location.hash);
+  var table = wanted && document.getElementById(wanted[1]);
+  var th = table && table.tHead && table.tHead.rows[0].cells[Number(wanted[2])];
+  var button = th && th.querySelector("button");
+  if (button) { button.click(); }
 })();
 """
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
@@ -101,8 +108,12 @@ figcaption { font-size: 0.8rem; color: var(--muted); max-width: 36rem; }
 code, .text { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.8rem; }
 .text { white-space: pre-wrap; word-break: break-all; max-width: 28rem; }
 mark.base { background: var(--ok-bg); } mark.diff { background: var(--bad-bg); }
-tr.flagged th { color: var(--warn); } dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0 0 0.4rem 1rem; }
+tr.flagged th { color: var(--warn); }
+dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; font-size: 0.9rem; }
+dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 nav a { margin-right: 1rem; }
+.scroll { overflow-x: auto; } .label { max-width: 18rem; overflow-wrap: anywhere; }
+h2, h4, .notice, nav { overflow-wrap: anywhere; }
 """.strip()
 
 

@@ -6,13 +6,13 @@ import base64
 import copy
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _page import require_plots
 
 from mmspec.leaderboard import (
     METRIC_KEYS,
@@ -25,17 +25,6 @@ from mmspec.leaderboard import (
 )
 from mmspec.leaderboard.cli import main
 from mmspec.leaderboard.page import SORT_SCRIPT
-
-
-def require_plots() -> None:
-    """matplotlib (the ``plots`` extra) is installed; CI (MMSPEC_REQUIRE_BROWSER set) must have it."""
-    from mmspec.leaderboard import plots
-
-    if not plots.available():
-        if os.environ.get("MMSPEC_REQUIRE_BROWSER"):
-            pytest.fail('matplotlib missing: pip install -e ".[plots]"', pytrace=False)
-        pytest.skip('matplotlib missing (pip install -e ".[plots]")')
-
 
 TASKS = ("mmspec_general_vqa", "mmspec_chart")
 CATEGORIES = ("general vqa", "chart")
