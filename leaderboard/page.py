@@ -112,7 +112,7 @@ tr.flagged th { color: var(--warn); }
 dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; font-size: 0.9rem; }
 dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 nav a { margin-right: 1rem; }
-.scroll { overflow-x: auto; } .label { max-width: 18rem; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; } .label { min-width: 8rem; max-width: 18rem; overflow-wrap: anywhere; }
 h2, h4, .notice, nav { overflow-wrap: anywhere; }
 """.strip()
 
