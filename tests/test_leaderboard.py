@@ -409,6 +409,18 @@ def test_cli_writes_outputs(results_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert 'id="m0-ranking"' in page and 'id="m1-ranking"' in page and 'id="m2-ranking"' not in page
 
 
+def test_cli_html_without_matplotlib_says_how_to_get_the_figures(
+    results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmspec.leaderboard import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert main([str(results_dir), "--html", str(tmp_path / "lb.html"), "-q"]) == 0
+    assert 'pip install "mmspec[plots]"' in capsys.readouterr().err
+    page = (tmp_path / "lb.html").read_text(encoding="utf-8")
+    assert 'id="plots-missing"' in page and "<svg" not in page and 'id="m0-ranking"' in page
+
+
 def test_cli_bad_input_exits_nonzero_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
