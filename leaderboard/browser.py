@@ -39,10 +39,10 @@ class PageView:
 
 
 def find_chromium() -> str | None:
-    """``$MMSPEC_CHROMIUM`` when set, else the first Chromium or Chrome on PATH; None when absent."""
-    if os.environ.get("MMSPEC_CHROMIUM"):
-        return os.environ["MMSPEC_CHROMIUM"]
-    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+    """``$MMSPEC_CHROMIUM`` when set (a name or a path), else the first Chromium or Chrome on PATH;
+    None when none of them is an executable."""
+    names = [os.environ["MMSPEC_CHROMIUM"]] if os.environ.get("MMSPEC_CHROMIUM") else CHROMIUM_NAMES
+    return next((path for name in names if (path := shutil.which(name))), None)
 
 
 def open_page(

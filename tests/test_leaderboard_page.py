@@ -73,6 +73,17 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture
+def chromium() -> str:
+    """Checked before the runs are made, so a missing browser skips (or fails) at once."""
+    return require_chromium()
+
+
+@pytest.fixture
+def with_plots() -> None:
+    require_plots()
+
+
 @pytest.fixture(scope="module")
 def leaderboard(results_root: Path) -> dict[str, Any]:
     return build_leaderboard(results_root)
@@ -170,9 +181,9 @@ def test_json_holds_what_the_page_shows(leaderboard: dict[str, Any]) -> None:
     assert diffs["environment.torch"][f"{MODEL}/lossy{PAYLOAD}"].startswith("0.0-other")
 
 
-def test_page_in_headless_chromium(leaderboard: dict[str, Any], tmp_path: Path) -> None:
-    require_plots()
-    chromium = require_chromium()
+def test_page_in_headless_chromium(
+    chromium: str, with_plots: None, leaderboard: dict[str, Any], tmp_path: Path
+) -> None:
     page = tmp_path / "leaderboard.html"
     page.write_text(render_html(leaderboard, title=TITLE), encoding="utf-8")
     view = open_page(page, screenshot=tmp_path / "page.png", size=(1280, 2400), chromium=chromium)
@@ -214,8 +225,7 @@ def test_page_in_headless_chromium(leaderboard: dict[str, Any], tmp_path: Path) 
     assert "⚠ config.limit" in dom and "⚠ environment.torch" in dom
 
 
-def test_sorting_in_the_browser(leaderboard: dict[str, Any], tmp_path: Path) -> None:
-    chromium = require_chromium()
+def test_sorting_in_the_browser(chromium: str, leaderboard: dict[str, Any], tmp_path: Path) -> None:
     page = tmp_path / "sorted.html"
     page.write_text(render_html(leaderboard, with_plots=False), encoding="utf-8")
     as_built = table_rows(page.read_text(encoding="utf-8"), "m0-ranking")
@@ -238,8 +248,9 @@ def test_sorting_in_the_browser(leaderboard: dict[str, Any], tmp_path: Path) -> 
     assert names == sorted(names, key=str.lower) and names[0] == "baseline"
 
 
-def test_page_without_matplotlib_keeps_its_tables(leaderboard: dict[str, Any], tmp_path: Path) -> None:
-    chromium = require_chromium()
+def test_page_without_matplotlib_keeps_its_tables(
+    chromium: str, leaderboard: dict[str, Any], tmp_path: Path
+) -> None:
     page = tmp_path / "tables.html"
     page.write_text(render_html(leaderboard, with_plots=False), encoding="utf-8")
     view = open_page(page, chromium=chromium)
