@@ -2,6 +2,9 @@
 
 >>> from mmspec.leaderboard import build_leaderboard, render_markdown
 >>> print(render_markdown(build_leaderboard(["results/"])))  # doctest: +SKIP
+
+The JSON (``build_leaderboard``) is the canonical output; ``render_markdown`` and ``render_html``
+are views of it.
 """
 
 from mmspec.leaderboard.build import LEADERBOARD_SCHEMA_VERSION, build_leaderboard, sort_key
@@ -13,9 +16,12 @@ from mmspec.leaderboard.collect import (
     load_results,
     read_results_file,
 )
-from mmspec.leaderboard.render import render_html, render_markdown
+from mmspec.leaderboard.flags import FLAGS
+from mmspec.leaderboard.markdown import render_markdown
+from mmspec.leaderboard.page import render_html
 
 __all__ = [
+    "FLAGS",
     "LEADERBOARD_SCHEMA_VERSION",
     "METRIC_KEYS",
     "LeaderboardError",

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmspec.leaderboard import plots
 from mmspec.leaderboard.build import build_leaderboard
 from mmspec.leaderboard.collect import LeaderboardError
-from mmspec.leaderboard.render import render_html, render_markdown
+from mmspec.leaderboard.markdown import render_markdown
+from mmspec.leaderboard.page import render_html
 
 PROG = "mmspec-leaderboard"
 
@@ -25,8 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="RESULTS_DIR",
                    help="folder searched recursively for results.json, or a results.json file")  # fmt: skip
     p.add_argument("-o", "--output", metavar="FILE", help="write the leaderboard JSON here")
-    p.add_argument("--markdown", metavar="FILE", help="also write the Markdown table here")
-    p.add_argument("--html", metavar="FILE", help="also write a static HTML page here")
+    p.add_argument("--markdown", metavar="FILE", help="also write the Markdown tables here")
+    p.add_argument(
+        "--html", metavar="FILE", help="also write the static HTML page here (figures need mmspec[plots])"
+    )
     p.add_argument("--title", default="mmspec leaderboard", help="title of the HTML page")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the table")
     return p
@@ -70,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.markdown, table, sources)
         if args.html:
             _write(args.html, render_html(leaderboard, title=args.title), sources)
+            if not plots.available():
+                print(f"{PROG}: note: matplotlib is not installed, so the page has tables but no figures "
+                      f"({plots.INSTALL_HINT})", file=sys.stderr)  # fmt: skip
     except LeaderboardError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

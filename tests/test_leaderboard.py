@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _page import require_plots
 
 from mmspec.leaderboard import (
     METRIC_KEYS,
@@ -21,6 +24,7 @@ from mmspec.leaderboard import (
     render_markdown,
 )
 from mmspec.leaderboard.cli import main
+from mmspec.leaderboard.page import SORT_SCRIPT
 
 TASKS = ("mmspec_general_vqa", "mmspec_chart")
 CATEGORIES = ("general vqa", "chart")
@@ -121,15 +125,39 @@ def overall(lb: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in lb["entries"] if e["scope"] == "overall"]
 
 
+def md_tables(md: str) -> dict[str, list[str]]:
+    """The Markdown view's table lines (header, separator, rows) by their ``## `` heading."""
+    tables: dict[str, list[str]] = {}
+    heading = ""
+    for line in md.splitlines():
+        if line.startswith("## "):
+            heading = line[3:]
+            tables[heading] = []
+        elif line.startswith("|"):
+            tables[heading].append(line)
+        else:
+            assert line == "", line  # nothing but headings, tables and blank lines
+    return tables
+
+
+def md_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+
 # ---------------------------------------------------------------------------------------- building
 def test_entries_counts_fields_and_sources(results_dir: Path) -> None:
     lb = build_leaderboard([results_dir], generated="2026-11-22T12:00:00+00:00")
-    assert lb["schema_version"] == 1 and lb["generated"] == "2026-11-22T12:00:00+00:00"
+    assert lb["schema_version"] == 2 and lb["generated"] == "2026-11-22T12:00:00+00:00"
+    assert set(lb) == {"schema_version", "generated", "sources", "entries", "runs", "models"}
     assert len(lb["sources"]) == 5
     assert lb["sources"] == sorted(lb["sources"])  # deterministic: sorted by path
     assert len(lb["entries"]) == 5 * (1 + len(CATEGORIES) + len(TASKS))
-    assert {e["scope"] for e in lb["entries"]} == {"overall", "category", "task"}
-    assert [e["rank"] for e in lb["entries"]] == list(range(1, 26))
+    # scopes kept apart: every overall entry first, then categories, then tasks, each by name
+    groups = [(e["scope"], e["name"]) for e in lb["entries"]]
+    assert groups == [("overall", "overall")] * 5 + [
+        ("category", c) for c in sorted(CATEGORIES) for _ in range(5)
+    ] + [("task", t) for t in sorted(TASKS) for _ in range(5)]
+    assert [e["rank"] for e in lb["entries"]] == [1, 2, 3, 4, 5] * (1 + len(CATEGORIES) + len(TASKS))
     keys = {(e["model"], e["spec"], e["scope"], e["name"]) for e in lb["entries"]}
     assert len(keys) == 25
     e = next(e for e in overall(lb) if e["spec"] == "eagle2" and e["model"] == "qwen25vl")
@@ -146,10 +174,14 @@ def test_entries_counts_fields_and_sources(results_dir: Path) -> None:
 
 def test_sorting_by_speedup_with_nulls_last(results_dir: Path) -> None:
     lb = build_leaderboard(results_dir)
-    paired = [e["speedup_paired"] for e in lb["entries"]]
-    known = [p for p in paired if p is not None]
-    assert known == sorted(known, reverse=True)
-    assert paired[len(known) :] == [None] * 5  # the medusa run's 5 entries, last
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in lb["entries"]:
+        groups.setdefault((e["scope"], e["name"]), []).append(e)
+    assert len(groups) == 1 + len(CATEGORIES) + len(TASKS)
+    for rows in groups.values():  # within a scope and name: by global speedup, the medusa run last
+        speedups = [e["speedup_global"] for e in rows]
+        assert speedups[:-1] == sorted(speedups[:-1], reverse=True) and None not in speedups[:-1]
+        assert speedups[-1] is None and rows[-1]["spec"] == "medusa"
     assert lb["entries"][0]["model"] == "qwen25vl" and lb["entries"][0]["spec"] == "eagle2"
     assert [(e["model"], e["spec"]) for e in overall(lb)] == [
         ("qwen25vl", "eagle2"), ("llava15", "eagle2"), ("qwen25vl", "baseline"),
@@ -166,12 +198,17 @@ def test_sorting_by_speedup_with_nulls_last(results_dir: Path) -> None:
 def test_tie_breaks(tmp_path: Path) -> None:
     root = tmp_path / "r"
     write(root, results("b", "x", 1.5, 1.2, tps=10.0), "b", "x")
-    write(root, results("a", "x", 1.5, 1.3, tps=10.0), "a", "x")  # same paired, higher global
-    write(root, results("c", "x", 1.5, 1.2, tps=20.0), "c", "x")  # same paired and global, faster
+    write(root, results("a", "x", 1.4, 1.3, tps=10.0), "a", "x")  # higher global, lower paired: first
+    write(root, results("f", "x", 1.6, 1.2, tps=10.0), "f", "x")  # same global as b, higher paired
+    write(root, results("c", "x", 1.5, 1.2, tps=20.0), "c", "x")  # same paired and global as b, faster
     write(root, results("d", "x", 1.5, 1.2, tps=10.0), "d", "x")  # full tie with b -> by name
-    write(root, results("e", "x", None, 1.9, tps=5.0), "e", "x")  # global only: still after all paired
-    order = [e["model"] for e in overall(build_leaderboard(root))]
-    assert order == ["a", "c", "b", "d", "e"]
+    paired_only = results("e", "x", 1.9, tps=5.0)
+    paired_only["overall"]["speedup_global"] = None  # paired only: after every global speedup
+    write(root, paired_only, "e", "x")
+    lb = build_leaderboard(root)
+    order = [e["model"] for e in overall(lb)]
+    assert order == ["a", "f", "c", "b", "d", "e"]
+    assert [e["rank"] for e in overall(lb)] == [1, 2, 3, 4, 5, 6]
     again = build_leaderboard(root, generated="t")
     assert [e["source"] for e in again["entries"]] == [
         e["source"] for e in build_leaderboard(root)["entries"]
@@ -184,14 +221,14 @@ def test_baseline_has_speedup_one_and_null_run_renders_dash(results_dir: Path) -
     assert base["speedup_paired"] == 1.0 and base["mat"] == 1.0
     null = next(e for e in overall(lb) if e["spec"] == "medusa")
     assert null["speedup_paired"] is None and null["exact_match_rate"] is None
-    md = render_markdown(lb)
-    row = next(line for line in md.splitlines() if "medusa" in line and "overall" in line)
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4:7] == ["—", "—", "2.50"] and cells[8] == "—"
-    ok = next(
-        line for line in md.splitlines() if "| qwen25vl" in line and "eagle2" in line and "overall" in line
-    )
-    assert "1.62" in ok and "1.55" in ok and "100.0%" in ok and "162.0" in ok
+    table = md_tables(render_markdown(lb))["Overall (ranked by global speedup)"]
+    header = md_cells(table[0])
+    assert header[:9] == ["rank", "model", "spec", "speedup (global)", "speedup (paired)", "MAT", "tokens/s",
+                          "TTFT ms", "exact match"]  # fmt: skip
+    row = next(md_cells(line) for line in table[2:] if "medusa" in line)
+    assert row[3:6] == ["—", "—", "2.50"] and row[8] == "unchecked"
+    ok = next(md_cells(line) for line in table[2:] if "| qwen25vl" in line and "eagle2" in line)
+    assert ok[:9] == ["1", "qwen25vl", "eagle2", "1.55", "1.62", "2.50", "162.0", "50.0", "100.0% lossless"]
 
 
 def test_missing_and_nan_metrics_become_null(tmp_path: Path) -> None:
@@ -204,7 +241,7 @@ def test_missing_and_nan_metrics_become_null(tmp_path: Path) -> None:
     assert len(lb["entries"]) == 1 + len(TASKS)
     assert overall(lb)[0]["speedup_global"] is None
     chart = next(e for e in lb["entries"] if e["name"] == "mmspec_chart")
-    assert chart["speedup_paired"] is None and chart is lb["entries"][-1]
+    assert chart["speedup_paired"] is None and chart["speedup_global"] == 1.18 and chart["rank"] == 1
     json.dumps(lb, allow_nan=False)
 
 
@@ -253,34 +290,53 @@ def test_same_file_twice_is_read_once(results_dir: Path) -> None:
 def test_markdown_table_shape_and_escaping(tmp_path: Path) -> None:
     write(tmp_path, results("evil|model\nline2", "s`*[x]", 1.1), "evil", "s")
     md = render_markdown(build_leaderboard(tmp_path))
-    lines = md.splitlines()
-    assert lines[0].startswith("| rank | model ") and "speedup (paired)" in lines[0] and "device" in lines[0]
-    assert set(lines[1]) <= {"|", "-", ":"}
-    assert len(lines) == 2 + 5
+    tables = md_tables(md)  # also: nothing but headings, tables and blank lines
+    assert list(tables) == ["Overall (ranked by global speedup)", "By category", "By task"]
+    first = {"Overall (ranked by global speedup)": "| rank | model ", "By category": "| rank | category ",
+             "By task": "| rank | task "}  # fmt: skip
+    for heading, lines in tables.items():
+        assert lines[0].startswith(first[heading]) and "speedup (paired)" in lines[0] and "device" in lines[0]
+        assert "failed" in lines[0] and "mismatches" in lines[0] and "flags" in lines[0]
+        assert set(lines[1]) <= {"|", "-", ":"}
+    assert [len(lines) - 2 for lines in tables.values()] == [1, len(CATEGORIES), len(TASKS)]
     assert "evil\\|model<br>line2" in md
     assert "s\\`\\*\\[x\\]" in md
 
     def unescaped_pipes(line: str) -> int:
         return sum(1 for i, ch in enumerate(line) if ch == "|" and (i == 0 or line[i - 1] != "\\"))
 
-    assert {unescaped_pipes(line) for line in lines} == {13}
+    overall_columns = len(md_cells(tables["Overall (ranked by global speedup)"][0]))
+    assert {unescaped_pipes(line) for line in tables["Overall (ranked by global speedup)"]} == {
+        overall_columns + 1
+    }
+    assert {unescaped_pipes(line) for line in tables["By category"] + tables["By task"]} == {
+        overall_columns + 2
+    }
 
 
 def test_html_escapes_untrusted_text(tmp_path: Path) -> None:
     data = results("<script>alert(1)</script>", 'spec"><img src=x onerror=alert(2)>', 1.3)
     data["environment"]["device_name"] = "<b>gpu</b>"
     data["tasks"]["<iframe>"] = data["tasks"].pop("mmspec_chart")
+    data["categories"]["<script>c</script> $x$"] = data["categories"].pop("chart")  # heatmap label
     src = write(tmp_path, data, "evil", "x")
     lb = build_leaderboard(tmp_path)
-    page = render_html(lb, title="<title>&")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert (
-        "<script" not in page.lower() and "<img" not in page and "<iframe" not in page and "<b>" not in page
-    )
-    assert "&lt;iframe&gt;" in page and "&lt;title&gt;&amp;" in page
-    assert "src=" not in page.replace("src=x", "")  # no external resources
-    assert page.startswith("<!DOCTYPE html>") and "default-src 'none'" in page
-    assert str(src) in page
+    script_hash = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
+    for with_plots in (False, True):
+        if with_plots:
+            require_plots()
+        page = render_html(lb, title="<title>&", with_plots=with_plots)
+        assert ('id="m0-heatmap-speedup"' in page) is with_plots  # the labels went through matplotlib too
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;script&gt;c&lt;/script&gt;" in page
+        # the one script is the page's own sorting script, allowed by its hash and nothing else
+        assert page.lower().count("<script") == 1 and f"<script>{SORT_SCRIPT}</script>" in page
+        assert f"script-src 'sha256-{script_hash}'" in page and "default-src 'none'" in page
+        assert "<img" not in page and "<iframe" not in page and "<b>" not in page
+        assert "&lt;iframe&gt;" in page and "&lt;title&gt;&amp;" in page and "&lt;b&gt;gpu&lt;/b&gt;" in page
+        assert "src=" not in page.replace("src=x", "")  # no external resources
+        assert "href=" not in page.replace('href="#m0', "")  # no links out, only to the page's own ids
+        assert page.startswith("<!DOCTYPE html>")
+        assert str(src) in page
     md = render_markdown(lb)
     assert "<script>" not in md and "\\<script\\>alert(1)\\</script\\>" in md
 
@@ -342,12 +398,27 @@ def test_cli_writes_outputs(results_dir: Path, tmp_path: Path, capsys: pytest.Ca
                "--html", str(out / "lb.html")])  # fmt: skip
     assert rc == 0
     stdout = capsys.readouterr().out
-    assert stdout.startswith("| rank | model")
-    assert len(stdout.splitlines()) == 2 + 25
+    assert stdout.startswith("## Overall (ranked by global speedup)\n\n| rank | model")
+    tables = md_tables(stdout)
+    assert [len(t) - 2 for t in tables.values()] == [5, 5 * len(CATEGORIES), 5 * len(TASKS)]  # all 25 entries
     lb = json.loads((out / "lb.json").read_text(encoding="utf-8"))
-    assert set(lb) == {"schema_version", "generated", "sources", "entries"} and len(lb["entries"]) == 25
+    assert set(lb) == {"schema_version", "generated", "sources", "entries", "runs", "models"}
+    assert lb["schema_version"] == 2 and len(lb["entries"]) == 25
     assert (out / "lb.md").read_text(encoding="utf-8") == stdout
-    assert "<table>" in (out / "lb.html").read_text(encoding="utf-8")
+    page = (out / "lb.html").read_text(encoding="utf-8")
+    assert 'id="m0-ranking"' in page and 'id="m1-ranking"' in page and 'id="m2-ranking"' not in page
+
+
+def test_cli_html_without_matplotlib_says_how_to_get_the_figures(
+    results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmspec.leaderboard import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert main([str(results_dir), "--html", str(tmp_path / "lb.html"), "-q"]) == 0
+    assert 'pip install "mmspec[plots]"' in capsys.readouterr().err
+    page = (tmp_path / "lb.html").read_text(encoding="utf-8")
+    assert 'id="plots-missing"' in page and "<svg" not in page and 'id="m0-ranking"' in page
 
 
 def test_cli_bad_input_exits_nonzero_without_traceback(
