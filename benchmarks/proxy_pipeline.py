@@ -69,7 +69,13 @@ def main() -> int:
         dest = Path(args.copy_to)
         dest.mkdir(parents=True, exist_ok=True)
         out = Path(args.out)
-        for name in ("summary.json", "leaderboard.json", "leaderboard.md", "timings.json"):
+        for name in (
+            "summary.json",
+            "leaderboard.json",
+            "leaderboard.md",
+            "leaderboard.html",
+            "timings.json",
+        ):
             if (out / name).exists():
                 shutil.copy(out / name, dest / f"{args.family}_{name}")
         extra = {p.parent.name: json.loads(p.read_text()) for p in (out / "drafts").glob("*/loss_curve.json")}

@@ -9,12 +9,13 @@ is only used as a path when it is one plain path component.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mmspec.leaderboard.collect import is_number
+from mmspec.results import acceptance_by_depth as by_depth
+from mmspec.results import drafted_rounds
 
 SAMPLES_FILENAME = "samples.jsonl"
 BASELINE_SPEC = "baseline"
@@ -72,13 +73,10 @@ def load_turns(run_dir: Path, tasks: Iterable[str]) -> dict[TurnKey, dict[str, A
 
 
 def _drafted_rounds(turn: dict[str, Any]) -> list[int]:
-    """Accepted counts of the rounds that verified a draft (ViSkip's skipped rounds and the
-    baseline's plain steps have a one-node tree and say nothing about acceptance)."""
-    accepted = _int_list(turn.get("accepted_per_round")) or []
-    sizes = _int_list(turn.get("tree_size_per_round"))
-    if sizes is None or len(sizes) != len(accepted):
-        return [a for a in accepted if a >= 0]
-    return [a for a, s in zip(accepted, sizes) if s > 1 and a >= 0]
+    """Accepted counts of the rounds that verified a draft (:func:`mmspec.results.drafted_rounds`)."""
+    return drafted_rounds(
+        _int_list(turn.get("accepted_per_round")) or [], _int_list(turn.get("tree_size_per_round"))
+    )
 
 
 def acceptance_by_depth(turns: dict[TurnKey, dict[str, Any]]) -> dict[str, Any] | None:
@@ -87,13 +85,10 @@ def acceptance_by_depth(turns: dict[TurnKey, dict[str, Any]]) -> dict[str, Any] 
     None when no round verified a draft (the baseline). The curve ends at the deepest acceptance
     seen (at least depth 1, at most :data:`MAX_DEPTH`).
     """
-    counts = Counter(a for turn in turns.values() for a in _drafted_rounds(turn))
-    rounds = sum(counts.values())
-    if not rounds:
+    accepted = [a for turn in turns.values() for a in _drafted_rounds(turn)]
+    if not accepted:
         return None
-    depth = min(max(max(counts), 1), MAX_DEPTH)
-    p = [sum(n for a, n in counts.items() if a >= d) / rounds for d in range(1, depth + 1)]
-    return {"rounds": rounds, "p_at_least": [round(x, 6) for x in p]}
+    return {"rounds": len(accepted), "p_at_least": by_depth(accepted, min(max(max(accepted), 1), MAX_DEPTH))}
 
 
 def _mismatch_keys(mismatches: Any) -> list[tuple[TurnKey, int]]:

@@ -13,7 +13,7 @@ Definitions (also in README):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from mmspec.records import RunRecords, SampleRecord, TurnKey, TurnRecord
@@ -124,3 +124,26 @@ def build_results(
         "categories": {c: summarize(v, base_turns, compare_tokens) for c, v in sorted(by_cat.items())},
         "overall": summarize(everything, base_turns, compare_tokens),
     }
+
+
+def drafted_rounds(accepted_per_round: Sequence[int], tree_size_per_round: Sequence[int] | None) -> list[int]:
+    """Accepted drafts of the rounds that verified a draft: ViSkip's skipped rounds and plain steps
+    (a one-node tree) say nothing about acceptance."""
+    if tree_size_per_round is None or len(tree_size_per_round) != len(accepted_per_round):
+        return [a for a in accepted_per_round if a >= 0]
+    return [a for a, size in zip(accepted_per_round, tree_size_per_round) if size > 1 and a >= 0]
+
+
+def acceptance_by_depth(accepted: Sequence[int], max_depth: int | None = None) -> list[float]:
+    """Entry ``d - 1``: the share of rounds that accepted at least ``d`` drafts, ``d = 1 .. max_depth``
+    (default: the most any round accepted, at least 1); empty without rounds."""
+    rounds = len(accepted)
+    if not rounds:
+        return []
+    depth = max_depth if max_depth is not None else max(1, max(accepted))
+    counts = Counter(accepted)
+    at_least, out = rounds, []
+    for d in range(1, depth + 1):
+        at_least -= counts.get(d - 1, 0)
+        out.append(round(at_least / rounds, 6))
+    return out

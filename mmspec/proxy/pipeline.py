@@ -167,31 +167,23 @@ def _harness(cfg: PipelineConfig, model_args: dict[str, Any], out: Path, say: Ca
                        spec_args=spec_args, output_path=out / "results", limit=cfg.limit,
                        max_new_tokens=cfg.max_new_tokens, warmup=cfg.warmup)  # fmt: skip
     run_methods(config, list(cfg.methods))
-    from mmspec.leaderboard import build_leaderboard, load_results, render_markdown
+    from mmspec.leaderboard import build_leaderboard, render_html, render_markdown
 
-    board = build_leaderboard(load_results([out / "results"]))
+    board = build_leaderboard([out / "results"])
     _write(out / "leaderboard.json", board)
     (out / "leaderboard.md").write_text(render_markdown(board))
+    (out / "leaderboard.html").write_text(render_html(board, title=f"mmspec proxy {cfg.family}-{cfg.size}"))
     say(f"leaderboard: {out / 'leaderboard.md'}")
 
 
-def acceptance_by_depth(run_dir: Path) -> list[float]:
-    """Share of rounds (ViSkip-skipped rounds excluded) that accepted at least d drafts, d = 1, 2, ..."""
+def run_acceptance_by_depth(run_dir: Path) -> list[float]:
+    """Share of drafted rounds of a run folder that accepted at least d drafts, d = 1, 2, ..."""
     from mmspec.records import read_run
+    from mmspec.results import acceptance_by_depth, drafted_rounds
 
-    counts: list[int] = []
-    rounds = 0
-    for recs in read_run(run_dir).by_task.values():
-        for rec in recs:
-            for turn in rec.turns:
-                for a, size in zip(turn.accepted_per_round, turn.tree_size_per_round):
-                    if size <= 1:
-                        continue
-                    rounds += 1
-                    counts.extend([0] * (a - len(counts)))
-                    for d in range(a):
-                        counts[d] += 1
-    return [round(c / rounds, 4) for c in counts] if rounds else []
+    accepted = [a for recs in read_run(run_dir).by_task.values() for rec in recs for turn in rec.turns
+                for a in drafted_rounds(turn.accepted_per_round, turn.tree_size_per_round)]  # fmt: skip
+    return acceptance_by_depth(accepted)
 
 
 def summarize(out: Path) -> dict[str, Any]:
@@ -217,7 +209,7 @@ def summarize(out: Path) -> dict[str, Any]:
                 c: {"mat": v.get("mat"), "skipped": v.get("skipped_rounds")}
                 for c, v in res.get("categories", {}).items()
             },  # fmt: skip
-            "acceptance_by_depth": acceptance_by_depth(path.parent),
+            "acceptance_by_depth": run_acceptance_by_depth(path.parent),
             "environment": {
                 k: res.get("environment", {}).get(k) for k in ("device_name", "torch", "transformers")
             },

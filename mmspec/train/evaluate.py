@@ -22,27 +22,12 @@ from mmspec.harness import prepare_execution, target_identity, turn_record, turn
 from mmspec.methods.baseline import Baseline
 from mmspec.progress import Progress
 from mmspec.records import SampleRecord
-from mmspec.results import summarize
+from mmspec.results import acceptance_by_depth, drafted_rounds, summarize
 from mmspec.train.data import Conversation
 from mmspec.train.examples import VICUNA_SYSTEM, load_images, turn_prompt
 
 #: the task part of every turn's seed and of the records' keys
 SEED_TASK = "eval"
-
-
-def acceptance_by_depth(accepted_per_round: list[int], max_depth: int | None = None) -> list[float]:
-    """Entry ``d - 1``: the share of rounds that accepted at least ``d`` draft tokens, for
-    ``d = 1 .. max_depth`` (default: the most any round accepted, at least 1; empty without rounds)."""
-    rounds = len(accepted_per_round)
-    if not rounds:
-        return []
-    depth = max_depth if max_depth is not None else max(1, max(accepted_per_round))
-    counts = Counter(accepted_per_round)
-    at_least, out = rounds, []
-    for d in range(1, depth + 1):
-        at_least -= counts.get(d - 1, 0)
-        out.append(round(at_least / rounds, 6))
-    return out
 
 
 def accepted_histogram(accepted_per_round: list[int]) -> list[int]:
@@ -122,7 +107,12 @@ def evaluate_draft(
 
     def metrics(recs: list[SampleRecord]) -> dict[str, Any]:
         out = summarize([(SEED_TASK, r) for r in recs], base_turns, compare_tokens=greedy)
-        accepted = [a for r in recs for t in r.turns for a in t.accepted_per_round]
+        accepted = [
+            a
+            for r in recs
+            for t in r.turns
+            for a in drafted_rounds(t.accepted_per_round, t.tree_size_per_round)
+        ]
         out["target_forwards"] = sum(t.target_forwards for r in recs for t in r.turns)
         out["acceptance_by_depth"] = acceptance_by_depth(accepted, max_depth)
         out["accepted_histogram"] = accepted_histogram(accepted)
