@@ -227,3 +227,18 @@ def test_medusa_heads_learn_the_token_two_plus_i_places_ahead():
     for i, labels in enumerate(seen):
         t = example.prompt_len  # the state at the first answer token's position
         assert int(labels[t]) == int(seq[t + 2 + i])
+
+
+def test_a_time_budget_sets_the_schedule_and_the_msd_curriculum():
+    """A time-budgeted fit (with a generous --max_steps) must still warm up, decay and reach MSD's
+    image half: progress is the larger of the step share and the time share."""
+    from mmspec.train.fit import _progress_share, _schedule
+
+    by_steps = FitConfig(spec="msd", model="m", data="d", out="o", max_steps=100)
+    assert _progress_share(25, by_steps, elapsed=1e9) == 0.25  # no budget: steps only
+    budget = FitConfig(spec="msd", model="m", data="d", out="o", max_steps=4000, time_budget=20.0)
+    assert _progress_share(10, budget, elapsed=15.0) == 0.75
+    assert _progress_share(3999, budget, elapsed=1.0) == pytest.approx(3999 / 4000)
+    assert _progress_share(10, budget, elapsed=99.0) == 1.0
+    assert 0 < _schedule(0.0, 0.02) < 0.01 and _schedule(0.02, 0.02) == 1.0
+    assert _schedule(0.51, 0.02) == pytest.approx(0.55) and _schedule(1.0, 0.02) == pytest.approx(0.1)

@@ -74,12 +74,12 @@ class FitConfig:
     eval_max_new_tokens: int = 256
 
 
-def _schedule(step: int, total: int, warmup: float) -> float:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to 10 %."""
-    w = max(1, int(total * warmup))
-    if step < w:
-        return (step + 1) / w
-    return max(0.1, 1.0 - 0.9 * (step - w) / max(1, total - w))
+def _schedule(share: float, warmup: float) -> float:
+    """Learning-rate factor at training progress ``share`` (0..1): linear warm-up over the first
+    ``warmup`` of the run, then linear decay to 10 %."""
+    if share < warmup:
+        return max(share / warmup, 1e-3)
+    return max(0.1, 1.0 - 0.9 * (share - warmup) / max(1e-9, 1.0 - warmup))
 
 
 class _LossModule(torch.nn.Module):
@@ -211,8 +211,9 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
     params = [p for p in module.parameters() if p.requires_grad]
     lr = cfg.lr if cfg.lr is not None else recipe.lr
     optimizer = torch.optim.AdamW(params, lr=lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    clock = {"elapsed": 0.0}  # seconds of this process's training so far (for a time budget)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _schedule(s, cfg.max_steps, recipe.warmup)
+        optimizer, lambda s: _schedule(_progress_share(s, cfg, clock["elapsed"]), recipe.warmup)
     )
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     start, curve, tokens_total = 0, [], 0.0
@@ -234,7 +235,7 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
         step_loss, step_acc, step_tokens = 0.0, 0.0, 0.0
         for micro in range(cfg.grad_accum):
             index = (step * cfg.grad_accum + micro) * world + rank
-            example = seqs.pick(index, step / max(1, cfg.max_steps))
+            example = seqs.pick(index, _progress_share(step, cfg, time.perf_counter() - t0))
             tp = target_pass(adapter, drafter.capture_prefill, example)
             gen = torch.Generator(adapter.device).manual_seed(cfg.seed * 1_000_033 + index)
             sync = accelerator.no_sync(module) if micro + 1 < cfg.grad_accum else _null()
@@ -247,6 +248,7 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
         if recipe.clip_value:
             accelerator.clip_grad_value_(params, recipe.clip_value)
         optimizer.step()
+        clock["elapsed"] = time.perf_counter() - t0
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens_total += step_tokens
@@ -380,6 +382,16 @@ def main_fit(args: Any) -> int:
         o = manifest["eval"]["overall"]
         print(f"held-out: MAT {o['mat']}, exact match {o['exact_match_rate']}")
     return 0
+
+
+def _progress_share(step: int, cfg: FitConfig, elapsed: float) -> float:
+    """How far training is (0..1), for the learning-rate schedule and MSD's curriculum: by steps, or
+    by time when a time budget stops the run first (else a budgeted run would stay in warm-up and
+    never leave MSD's text-only half)."""
+    share = step / max(1, cfg.max_steps)
+    if cfg.time_budget:
+        share = max(share, elapsed / cfg.time_budget)
+    return min(1.0, share)
 
 
 def _progress(start: int, total: int, main: bool):
