@@ -23,7 +23,8 @@ from mmspec.harness import Harness, RunConfig
 from mmspec.leaderboard import build_leaderboard, render_html
 from mmspec.leaderboard.browser import open_page
 from mmspec.leaderboard.plots import INSTALL_HINT
-from mmspec.results import RunRecords, build_results
+from mmspec.records import read_run
+from mmspec.results import build_results
 
 MODEL = "tiny-qwen25vl"
 # (spec, spec args, sample limit): the slow drafters run on the first samples only (seconds, not minutes)
@@ -53,7 +54,7 @@ def make_lossy_run(model_dir: Path) -> Path:
         turn["text"] = turn["text"][:6] + PAYLOAD
     samples.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    results.update(build_results(RunRecords.load(run), RunRecords.load(model_dir / "baseline"), True))
+    results.update(build_results(read_run(run), read_run(model_dir / "baseline"), True))
     results["spec"] = "lossy" + PAYLOAD
     results["config"]["method"]["paper"] = PAYLOAD
     results["environment"]["torch"] = "0.0-other" + PAYLOAD  # a setting that differs: flagged

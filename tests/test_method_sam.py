@@ -77,7 +77,7 @@ def brute_draft(
 # ------------------------------------------------------------------ parameters
 def test_defaults_validation_and_tree_size():
     d = SuffixAutomaton(None)
-    assert d.args == {"n_predicts": 40, "min_match": 1}
+    assert d.args == {"n_predicts": 40, "min_match": 1, "alpha": 0.0}
     assert d.max_tree_size() == 41
     assert SuffixAutomaton(None, n_predicts="5").max_tree_size() == 6  # CLI strings coerced
     for bad in ({"n_predicts": 0}, {"min_match": 0}):
