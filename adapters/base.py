@@ -5,6 +5,12 @@ and drives it through public hooks only: a custom :class:`~mmspec.kv_cache.Engin
 attention masks, explicit position ids (Qwen's 3-D rope included) and captured hidden states.
 Prefill runs the model's own multimodal forward (vision encoder, embedding merge, rope index), so
 its numerics are exactly transformers'; verification runs the language model over a token tree.
+
+A target split over several GPUs (``parallelize=True``, :mod:`mmspec.adapters.placement`) is
+driven the same way: accelerate's hooks move each layer's inputs to its device, the KV cache keeps
+each layer's buffers there, and everything the adapter hands back (logits, hidden states,
+embeddings) is moved to ``device`` — the embeddings' GPU, where inputs start and drafters run — so
+the engine and the drafters never see another device. Graph execution becomes static there.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mmspec.adapters.loading import (
     resolve_dtype,
     stop_token_ids,
 )
+from mmspec.adapters.placement import check_loaded, load_options, loads_on_gpu, parse_device_map
 from mmspec.adapters.verify_steps import VerifySteps
 from mmspec.contract import Capture, ForwardOutput, PromptInputs
 from mmspec.graphs import (
@@ -77,12 +84,19 @@ class VLMAdapter:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.pretrained = pretrained
-        self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.text_config = model.config.get_text_config(decoder=True)
         self.language_model = model.model.language_model
         self.lm_head_module = model.get_output_embeddings()
         self.embed_tokens = model.get_input_embeddings()
+        #: where inputs start, drafters run and every output is handed over: the embeddings' device
+        self.device = self.embed_tokens.weight.device
+        self.layer_devices = [next(layer.parameters()).device for layer in self.language_model.layers]
+        #: every device holding weights, ``device`` first (one entry unless the target is split)
+        self.devices = list(dict.fromkeys([self.device, *(p.device for p in model.parameters())]))
+        self.split = len(self.devices) > 1
+        if self.device.type == "cuda":  # timing events and graph streams go to the current device
+            torch.cuda.set_device(self.device)
         self.num_layers = int(self.text_config.num_hidden_layers)
         self.hidden_size = int(self.text_config.hidden_size)
         self.vocab_size = int(self.lm_head_module.weight.shape[0])
@@ -107,11 +121,21 @@ class VLMAdapter:
             round_up(max_cache_len, LEN_STEP),
             self.dtype,
             self.device,
+            self.layer_devices,
         )
         try:
-            self.execution = resolve_execution(execution, self.device)
+            wanted = resolve_execution(execution, self.device)
+            self.execution = resolve_execution(execution, self.device, split=self.split)
         except ValueError as exc:
             raise AdapterError(str(exc)) from None
+        #: why the mode run differs from the one asked for (recorded in results.json), else None
+        self.execution_fallback: str | None = None
+        if self.execution != wanted:
+            self.execution_fallback = (
+                f"{wanted} -> {self.execution}: the target is split over {', '.join(map(str, self.devices))}, "
+                "and a CUDA graph is captured on one device"
+            )
+            log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
         if self.execution == "graph":  # fuse the norms/MLP chains the captured steps replay
             from mmspec.fusion import compile_small_modules
@@ -134,15 +158,29 @@ class VLMAdapter:
         max_cache_len: int = 4096,
         processor_kwargs: dict[str, Any] | None = None,
         execution: str | None = None,
+        parallelize: bool = False,
+        device_map: Any = "auto",
+        gpus: list[int] | None = None,
     ) -> VLMAdapter:
-        """Load model + processor by hub id or local folder, exactly as users' checkpoints load."""
+        """Load model + processor by hub id or local folder, exactly as users' checkpoints load.
+
+        ``parallelize``: split the model with ``device_map`` as it loads (over ``gpus`` when given,
+        else every visible GPU) instead of putting it on ``device``."""
+        placement = None
+        if parallelize:
+            device_map = parse_device_map(device_map)
+            placement = load_options(device_map, gpus)
+            device = torch.device("cuda" if loads_on_gpu(device_map) else "cpu")
         device = torch.device(device) if device else default_device()
         model, processor = load_pretrained(
             str(pretrained), family=cls.family, architectures=cls.architectures, dtype=resolve_dtype(dtype, device),
             attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, revision=revision,
-            processor_kwargs={**cls.default_processor_kwargs, **(processor_kwargs or {})},
+            processor_kwargs={**cls.default_processor_kwargs, **(processor_kwargs or {})}, placement=placement,
         )  # fmt: skip
-        model.to(device)
+        if placement is None:
+            model.to(device)
+        else:
+            check_loaded(model, str(pretrained))
         return cls(
             model, processor, pretrained=str(pretrained), max_cache_len=max_cache_len, execution=execution
         )
@@ -185,8 +223,8 @@ class VLMAdapter:
         attn = self.language_model.layers[-1].self_attn
         heads = int(self.text_config.num_attention_heads)
         head_dim = int(self.cache.shape[2])
-        self._tap = attention.QueryTap(
-            torch.zeros(heads, TREE_BUCKETS[-1], head_dim, dtype=self.dtype, device=self.device)
+        self._tap = attention.QueryTap(  # beside the last layer's keys, which the gate reads with it
+            torch.zeros(heads, TREE_BUCKETS[-1], head_dim, dtype=self.dtype, device=self.layer_devices[-1])
         )
         attention.set_query_tap(attn, self._tap)
         if self._steps is not None:
@@ -219,10 +257,14 @@ class VLMAdapter:
             self._steps.clear()  # captured steps point at the old buffers
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embed_tokens(ids)
+        return self.embed_tokens(ids)  # on ``device``: the embeddings live there
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head_module(hidden)
+        return self.to_main(self.lm_head_module(hidden))
+
+    def to_main(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on ``device`` (a split target's outputs come from other GPUs; otherwise ``t`` itself)."""
+        return t.to(self.device) if self.split else t
 
     def _capture_lm_inputs(self, module, args, kwargs):  # forward pre-hook on the language model
         if self._captured.get("armed"):
@@ -262,7 +304,7 @@ class VLMAdapter:
         return ForwardOutput(
             logits=logits,
             hidden=self.select_hidden(out, capture),
-            inputs_embeds=embeds[0] if (capture.embeds and embeds is not None) else None,
+            inputs_embeds=self.to_main(embeds[0]) if (capture.embeds and embeds is not None) else None,
         )
 
     @torch.no_grad()
@@ -301,7 +343,7 @@ class VLMAdapter:
         if not capture.hidden:
             return {}
         states = out.hidden_states
-        return {i: states[i][0] for i in capture.hidden}
+        return {i: self.to_main(states[i][0]) for i in capture.hidden}
 
     # ---------------------------------------------------- family hooks
     def position_ids(self, positions: torch.Tensor) -> torch.Tensor:

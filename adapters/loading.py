@@ -51,14 +51,18 @@ def load_pretrained(
     trust_remote_code: bool,
     revision: str | None,
     processor_kwargs: dict[str, Any],
+    placement: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
-    """``(model, processor)`` of a checkpoint; the model class must be one the adapter drives."""
+    """``(model, processor)`` of a checkpoint; the model class must be one the adapter drives.
+
+    ``placement``: ``device_map`` (and ``max_memory``) to split the model over devices as it loads
+    (:mod:`mmspec.adapters.placement`); otherwise it loads on the CPU and the caller moves it."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     common = {"trust_remote_code": trust_remote_code, "revision": revision}
     try:
         model = AutoModelForImageTextToText.from_pretrained(
-            pretrained, dtype=dtype, attn_implementation=attn_implementation, **common
+            pretrained, dtype=dtype, attn_implementation=attn_implementation, **common, **(placement or {})
         )
         processor = AutoProcessor.from_pretrained(pretrained, **common, **processor_kwargs)
     except OSError as exc:

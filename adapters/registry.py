@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmspec.adapters.placement import map_devices, parse_device_map
 from mmspec.errors import UsageError
 from mmspec.registry import did_you_mean, load_object, unknown
 
@@ -28,6 +29,9 @@ MODEL_ARG_KEYS = {
     "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
     "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
     "proxy_seed": "proxy-* models: build seed (default 0)",
+    "parallelize": "true: split the target over the visible GPUs with a device map (targets larger than one GPU)",
+    "device_map": "with parallelize=true: auto (default), balanced, balanced_low_0, sequential or a JSON file "
+    "mapping module names to devices",
 }
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 EXECUTION_MODES = ("eager", "static", "graph")
@@ -153,6 +157,7 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
         args["execution"] = _choice("execution", args["execution"], EXECUTION_MODES)
     if "device" in args and not _DEVICE.match(str(args["device"]).lower()):
         raise UsageError(f"--model_args device={args['device']!r}: expected cpu, cuda or cuda:N")
+    _check_parallelize(args)
     if "max_cache_len" in args:
         args["max_cache_len"] = _as_int("max_cache_len", args["max_cache_len"], 1)
     if ("proxy_size" in given or "proxy_seed" in given) and not entry.proxy:
@@ -164,6 +169,27 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
         args["proxy_seed"] = _as_int("proxy_seed", args["proxy_seed"], 0)
     _check_pixels(entry, args)
     return args
+
+
+def _check_parallelize(args: dict[str, Any]) -> None:
+    """``parallelize``: a boolean; ``device_map`` goes with it (parsed: a strategy or module -> device)."""
+    if "parallelize" not in args:
+        if "device_map" in args:
+            raise UsageError(
+                "--model_args device_map is used with parallelize=true (add it, or drop device_map)"
+            )
+        return
+    args["parallelize"] = _as_bool("parallelize", args["parallelize"])
+    if not args["parallelize"]:
+        if "device_map" in args:
+            raise UsageError("--model_args device_map is used with parallelize=true, not parallelize=false")
+        return
+    if "device" in args:
+        raise UsageError(
+            f"--model_args parallelize=true places the target with device_map, so device={args['device']} "
+            "has no meaning; drop it"
+        )
+    args["device_map"] = parse_device_map(args.get("device_map", "auto"))
 
 
 def _check_pixels(entry: ModelEntry, args: dict[str, Any]) -> None:
@@ -183,22 +209,20 @@ def _check_pixels(entry: ModelEntry, args: dict[str, Any]) -> None:
         )
 
 
-def check_device(device: str | None) -> None:
+def check_device(device: str | None, key: str = "device") -> None:
     """A CUDA device that this machine has (imports torch: call it just before loading)."""
     if device is None or not str(device).lower().startswith("cuda"):
         return
     import torch
 
+    where = f"device={device}" if key == "device" else f"{key}: {device}"
     if not torch.cuda.is_available():
         build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
-        raise UsageError(
-            f"--model_args device={device}: no CUDA device is available ({build}); use device=cpu"
-        )
+        fix = "use device=cpu" if key == "device" else "map the modules to cpu"
+        raise UsageError(f"--model_args {where}: no CUDA device is available ({build}); {fix}")
     index = int(str(device).partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
-        raise UsageError(
-            f"--model_args device={device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-        )
+        raise UsageError(f"--model_args {where}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def check_model(name: str, model_args: dict[str, Any]) -> dict[str, Any]:
@@ -212,10 +236,18 @@ def check_model(name: str, model_args: dict[str, Any]) -> dict[str, Any]:
     entry = get_model_entry(name)
     args = resolve_model_args(name, dict(model_args))
     check_device(args.get("device"))
+    if isinstance(args.get("device_map"), dict):
+        for device in map_devices(args["device_map"]):
+            check_device(device, "device_map")
     if args.get("execution") == "graph":
         import torch
 
-        device = str(args.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        split_on_cpu = isinstance(args.get("device_map"), dict) and map_devices(args["device_map"]) == ["cpu"]
+        device = (
+            "cpu"
+            if split_on_cpu
+            else str(args.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        )
         if not device.startswith("cuda"):
             raise UsageError(
                 "--model_args execution=graph needs a CUDA device; use execution=static or eager on the CPU"
@@ -243,9 +275,10 @@ def _is_proxy_checkpoint(pretrained: str | None) -> bool:
         return False
 
 
-def load_model(name: str, model_args: dict[str, Any] | None = None) -> Any:
+def load_model(name: str, model_args: dict[str, Any] | None = None, gpus: list[int] | None = None) -> Any:
     """Build the adapter for ``--model name`` with ``--model_args``; tiny and proxy models are built
-    on demand (and cached)."""
+    on demand (and cached). ``gpus``: with ``parallelize``, the GPUs this process may split the
+    target over (a data-parallel launch gives each process its own; default: all visible)."""
     entry = get_model_entry(name)
     args = check_model(name, dict(model_args or {}))
     source = args.pop("pretrained", None) or entry.pretrained
@@ -267,6 +300,8 @@ def load_model(name: str, model_args: dict[str, Any] | None = None) -> Any:
                 args.pop(key, None)
     processor_kwargs = {k: args.pop(k) for k in ("min_pixels", "max_pixels") if k in args}
     adapter_cls = load_object(entry.adapter)
+    if args.get("parallelize"):
+        args["gpus"] = gpus
     adapter = adapter_cls.from_pretrained(source, processor_kwargs=processor_kwargs, **args)
     adapter.registry_name = name
     return adapter

@@ -106,11 +106,22 @@ def list_names(kind: str, include_path: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _log_prefix() -> str:
+    """``[rank/size] `` in a launch of several processes (a bad launcher variable is reported later)."""
+    from mmspec.distributed import launch_position
+
+    try:
+        rank, size = launch_position()
+    except UsageError:
+        return ""
+    return f"[{rank}/{size}] " if size > 1 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        format="%(asctime)s " + _log_prefix() + "%(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
@@ -133,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     except MmspecError as exc:  # the user's to fix: one clear line (any other error keeps its traceback)
         if args.verbose:
             raise
-        print(f"mmspec-harness: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "reported", False):  # not already printed by another process of the launch
+            print(f"mmspec-harness: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -168,24 +180,28 @@ def run(args: argparse.Namespace) -> int:
     resolve_model_args(config.model, config.model_args)
     task_runs = load_task_runs(config)  # data, images, templates: still no torch
 
+    from mmspec.distributed import launch_world
     from mmspec.harness import failed_tasks, run_methods
     from mmspec.report import format_summary
 
     all_specs = "all" in [s.strip() for s in args.spec.split(",")]
-    runs = run_methods(config, specs, task_runs=task_runs, skip_unavailable=all_specs)
-    for results in runs:
+    world = launch_world()
+    runs = run_methods(config, specs, task_runs=task_runs, skip_unavailable=all_specs, world=world)
+    show = world.is_main  # every process of a launch has the results (same exit status); one prints them
+    for results in runs if show else ():
         print(format_summary(results))
     code = 0
     for results in runs:
         for task in failed_tasks(results):
             first = results["tasks"][task].get("first_error")
-            print(
-                f"mmspec-harness: every sample of {task} failed ({results['spec']}); first error: {first}",
-                file=sys.stderr,
-            )
+            if show:
+                print(
+                    f"mmspec-harness: every sample of {task} failed ({results['spec']}); first error: {first}",
+                    file=sys.stderr,
+                )
             code = EXIT_ALL_FAILED
     if args.strict and not code:
-        code = max((strict_exit_code(r) for r in runs), default=0)
+        code = max((strict_exit_code(r, show) for r in runs), default=0)
     return code
 
 
@@ -217,17 +233,18 @@ def _format_message(message: dict[str, Any]) -> str:
     return f"[{message.get('role')}] {content}"
 
 
-def strict_exit_code(results: dict[str, Any]) -> int:
-    """Non-zero when any compared turn differs from the baseline (``--strict``)."""
+def strict_exit_code(results: dict[str, Any], show: bool = True) -> int:
+    """Non-zero when any compared turn differs from the baseline (``--strict``); ``show`` prints why."""
     overall = results.get("overall", {})
     bad = overall.get("mismatches") or []
     if bad:
         first = bad[0]
-        print(
-            f"mmspec-harness: --strict: {results['spec']}: {len(bad)} turn(s) differ from the baseline; "
-            f"first: task {first['task']} id {first['id']} turn {first['turn']} at token {first['first_diff']}",
-            file=sys.stderr,
-        )
+        if show:
+            print(
+                f"mmspec-harness: --strict: {results['spec']}: {len(bad)} turn(s) differ from the baseline; "
+                f"first: task {first['task']} id {first['id']} turn {first['turn']} at token {first['first_diff']}",
+                file=sys.stderr,
+            )
         return EXIT_MISMATCH
     return 0
 

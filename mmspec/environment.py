@@ -27,6 +27,18 @@ def git_revision() -> str | None:
     return rev + ("+dirty" if dirty else "") if rev else None
 
 
+def device_name(device: torch.device) -> str:
+    """What the device is: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def devices_info(devices: list[torch.device]) -> dict[str, list[str]]:
+    """One process's devices and their names (``environment.processes`` in results.json)."""
+    return {"devices": [str(d) for d in devices], "device_names": [device_name(d) for d in devices]}
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     import transformers
 
@@ -38,11 +50,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "mmspec": mmspec.__version__,
         "device": device.type,
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "cuda": torch.version.cuda,
         "git_revision": git_revision(),
         "platform": platform.platform(),
     }
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
     return info

@@ -30,16 +30,18 @@ TREE_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
 LEN_STEP = 256
 
 
-def resolve_execution(mode: str | None, device: torch.device) -> str:
+def resolve_execution(mode: str | None, device: torch.device, split: bool = False) -> str:
     """The one place the execution mode is decided: ``graph`` on CUDA and ``eager`` on the CPU
-    unless asked otherwise; ``graph`` needs CUDA."""
+    unless asked otherwise; ``graph`` needs CUDA. A target ``split`` over several GPUs runs
+    ``static`` instead of ``graph`` (a graph is captured on one device; the same static steps run
+    uncaptured)."""
     if mode in (None, "", "auto"):
-        return "graph" if device.type == "cuda" else "eager"
+        mode = "graph" if device.type == "cuda" else "eager"
     if mode not in EXECUTION_MODES:
         raise ValueError(f"execution must be one of {', '.join(EXECUTION_MODES)}; got {mode!r}")
     if mode == "graph" and device.type != "cuda":
         raise ValueError("execution=graph needs a CUDA device; use execution=static or eager on the CPU")
-    return mode
+    return "static" if mode == "graph" and split else mode
 
 
 @dataclass

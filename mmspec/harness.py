@@ -4,6 +4,11 @@
 the target is loaded once, then the baseline and each method run in turn with identical rules
 (same warm-up, same timing), each into its own ``<output_path>/<model>/<spec>`` folder. Graphs the
 target captured for one method are reused by the next (the adapter keys them by shape).
+
+Under ``accelerate launch`` (:mod:`mmspec.distributed`) the processes of the launch are one run:
+the main process takes the folder locks, works out what is left (the union of every records file)
+and gives every process its share; each process decodes its share on its own device into its own
+records file; once all are done the main process merges those files and writes results.json.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mmspec.distributed import World, launch_world, place_process
 from mmspec.engine import Engine, TurnResult
-from mmspec.environment import environment
+from mmspec.environment import devices_info, environment
 from mmspec.locks import FolderLock
 from mmspec.plan import (
     HarnessError,
@@ -37,8 +43,11 @@ from mmspec.records import (
     SampleRecord,
     TurnRecord,
     check_settings,
+    merge_shards,
     read_json,
     read_run,
+    read_task,
+    record_path,
     task_folders,
     write_json_atomic,
 )
@@ -70,12 +79,15 @@ def run_methods(
     adapter: Any = None,
     task_runs: list[TaskRun] | None = None,
     skip_unavailable: bool = False,
+    world: World | None = None,
 ) -> list[dict[str, Any]]:
     """Check everything, load the target once, run each method of ``specs`` in order.
 
     ``config.spec_args`` holds the ``--spec_args`` of all methods (see `assign_spec_args`);
     ``skip_unavailable`` leaves out draft methods without a checkpoint (``--spec all``).
-    Returns the results of each method run.
+    ``world``: this process's place in a data-parallel launch (default: from the launcher's
+    environment; a plain command is a launch of one). Returns the results of each method run, on
+    every process.
     """
     from mmspec.adapters import check_model, load_model
 
@@ -86,20 +98,37 @@ def run_methods(
     specs = check_methods(specs, spec_args, config.model, config.model_args, skip_unavailable)
     if not specs:
         raise HarnessError("no method left to run (see the warnings above)")
-    run_id = new_run_id()
+    world = world if world is not None else launch_world()
+    model_args, gpus = world.all_ok(lambda: place_process(world, config.model_args))
+    run_id = world.broadcast(new_run_id())
+    folders = [Path(config.output_path) / config.model / spec / tr.name for spec in specs for tr in task_runs]
     results = []
     with ExitStack() as locks:  # one writer per (model, spec, task) folder, taken before the model loads
-        for spec in specs:
-            for tr in task_runs:
-                locks.enter_context(FolderLock(Path(config.output_path) / config.model / spec / tr.name))
-        adapter = adapter if adapter is not None else load_model(config.model, config.model_args)
+        world.on_main(lambda: _lock(locks, folders, world))
+        if world.size > 1:  # then each process's own records file, once the main process holds the folders
+            world.all_ok(lambda: _lock(locks, folders, world) if not world.is_main else None)
+        adapter = adapter if adapter is not None else load_model(config.model, model_args, gpus)
+        if world.size > 1:
+            log.info("process %d of %d: %s", world.rank, world.size, ", ".join(map(str, _devices(adapter))))
         for i, spec in enumerate(specs, 1):
-            if len(specs) > 1:
+            if len(specs) > 1 and world.is_main:
                 log.info("method %d/%d: %s", i, len(specs), spec)
             cfg = replace(config, spec=spec, spec_args=spec_args[spec])
-            results.append(Harness(cfg, adapter=adapter, task_runs=task_runs, run_id=run_id)._run_method())
+            harness = Harness(cfg, adapter=adapter, task_runs=task_runs, run_id=run_id, world=world)
+            results.append(harness._run_method())
             gc.collect()  # the previous method's drafter (and its draft model) before the next one builds
     return results
+
+
+def _lock(stack: ExitStack, folders: list[Path], world: World) -> None:
+    """Lock every folder for this process of the run (see `mmspec.locks`)."""
+    for folder in folders:
+        stack.enter_context(FolderLock(folder, world.rank, world.size))
+
+
+def _devices(adapter: Any) -> list[Any]:
+    """Every device the target's weights are on (several when it is split)."""
+    return list(getattr(adapter, "devices", None) or [adapter.device])
 
 
 def target_identity(adapter: Any) -> dict[str, Any]:
@@ -110,6 +139,8 @@ def target_identity(adapter: Any) -> dict[str, Any]:
         "attn_implementation": adapter.attn_implementation,
         "execution": getattr(adapter, "execution", "eager"),
         "device": adapter.device.type,
+        # a target split over several devices times differently: its records never mix with others
+        **({"model_parallel": len(_devices(adapter))} if len(_devices(adapter)) > 1 else {}),
     }
 
 
@@ -127,12 +158,18 @@ class Harness:
     """One (model, spec) over a list of tasks. ``adapter`` may be passed in to reuse a loaded model."""
 
     def __init__(
-        self, config: RunConfig, adapter: Any = None, task_runs: list[TaskRun] | None = None, run_id: str = ""
+        self,
+        config: RunConfig,
+        adapter: Any = None,
+        task_runs: list[TaskRun] | None = None,
+        run_id: str = "",
+        world: World | None = None,
     ) -> None:
         self.config = config
         self._adapter = adapter
         self._task_runs = task_runs
         self.run_id = run_id or new_run_id()
+        self.world = world if world is not None else World()
 
     def run(self) -> dict[str, Any]:
         """Check, load (unless an adapter was given), run this method, write results.json."""
@@ -164,25 +201,61 @@ class Harness:
         from mmspec.methods import get_spec
         from mmspec.methods.base import RunInfo
 
-        cfg, adapter, task_runs = self.config, self._adapter, self._task_runs
+        cfg, adapter, task_runs, world = self.config, self._adapter, self._task_runs, self.world
         drafter = get_spec(cfg.spec)(adapter, **cfg.spec_args)
         drafter.attach(RunInfo(output_path=Path(cfg.output_path), model=cfg.model))
         engine = Engine(adapter, drafter)
         run_dir = Path(cfg.output_path) / cfg.model / cfg.spec
         identity = self._run_identity(adapter, drafter)
+        plan = world.on_main(lambda: self._plan(run_dir, identity, task_runs))
+        mine = {name: world.share(todo) for name, (_, _, todo) in plan.items()}
+        if any(mine.values()):
+            prepare_execution(adapter, drafter)
+            self._warmup(engine, adapter, task_runs)
+        elif world.is_main and not any(todo for _, _, todo in plan.values()):
+            log.info("%s: every sample is already recorded; only results.json is rewritten", cfg.spec)
+        for tr in task_runs:
+            total, done, _ = plan[tr.name]
+            by_id = {s.id: s for s in tr.task.samples()}
+            records = RecordFile(record_path(run_dir / tr.name, world.rank, world.size))
+            self._run_task(engine, adapter, tr, [by_id[i] for i in mine[tr.name]], total, done, records)
+        processes = world.gather({"rank": world.rank, **devices_info(_devices(adapter))})  # waits for all
+        return world.on_main(lambda: self._finish(adapter, drafter, identity, run_dir, task_runs, processes))
+
+    def _plan(
+        self, run_dir: Path, identity: dict[str, Any], task_runs: list[TaskRun]
+    ) -> dict[str, tuple[int, int, list[str]]]:
+        """Main process: check the folders' settings, then per task (samples in this run, samples
+        already recorded as ok, ids of the rest). Records an earlier launch left in per-process
+        files are merged first; what is recorded is the union of every file either way."""
         self._check_or_write(run_dir / "run.json", identity, "a")
         for tr in task_runs:
             self._check_or_write(run_dir / tr.name / "task.json", tr.identity(), f"a {tr.name}")
+        plan = {}
+        for tr in task_runs:
+            task_dir = run_dir / tr.name
+            merge_shards(task_dir, [s.id for s in tr.task.samples()])
+            done = read_task(task_dir)
+            samples = tr.task.samples()
+            if self.config.limit is not None:
+                samples = samples[: self.config.limit]
+            todo = [s.id for s in samples if s.id not in done or done[s.id].status != "ok"]
+            plan[tr.name] = (len(samples), len(samples) - len(todo), todo)
+        return plan
 
-        plans = [(tr, *self._todo(tr, run_dir / tr.name)) for tr in task_runs]
-        if any(todo for _, _, todo, _ in plans):
-            prepare_execution(adapter, drafter)
-            self._warmup(engine, adapter, task_runs)
-        else:
-            log.info("%s: every sample is already recorded; only results.json is rewritten", cfg.spec)
-        for tr, samples, todo, records in plans:
-            self._run_task(engine, adapter, tr, samples, todo, records)
-        return self._write_results(adapter, drafter, identity, run_dir, task_runs)
+    def _finish(
+        self,
+        adapter: Any,
+        drafter: Any,
+        identity: dict[str, Any],
+        run_dir: Path,
+        task_runs: list[TaskRun],
+        processes: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Main process, once every process is done: merge their records files, write results.json."""
+        for tr in task_runs:
+            merge_shards(run_dir / tr.name, [s.id for s in tr.task.samples()])
+        return self._write_results(adapter, drafter, identity, run_dir, task_runs, processes)
 
     def _warmup(self, engine: Engine, adapter: Any, task_runs: list[TaskRun]) -> None:
         """Run the first samples untimed and unrecorded (kernels, allocator, graphs)."""
@@ -200,30 +273,24 @@ class Harness:
             done += 1
         log.info("%s: warm-up: %d sample(s) of %s", self.config.spec, done, tr.name)
 
-    def _todo(self, tr: TaskRun, task_dir: Path) -> tuple[list[Any], list[Any], RecordFile]:
-        """(the task's samples in this run, those not yet recorded as ok, its record file)."""
-        records = RecordFile(task_dir / "samples.jsonl")
-        existing = records.read()
-        samples = tr.task.samples()
-        if self.config.limit is not None:
-            samples = samples[: self.config.limit]
-        todo = [s for s in samples if s.id not in existing or existing[s.id].status != "ok"]
-        return samples, todo, records
-
     def _run_task(
         self,
         engine: Engine,
         adapter: Any,
         tr: TaskRun,
-        samples: list[Any],
         todo: list[Any],
+        total: int,
+        done: int,
         records: RecordFile,
     ) -> None:
-        done_ok = len(samples) - len(todo)
+        """Run this process's ``todo`` samples of a task (``done`` of its ``total`` are recorded)."""
+        world = self.world
         label = f"{self.config.spec} {tr.name}"
-        if done_ok:
-            log.info("%s: resuming, %d of %d samples already recorded", label, done_ok, len(samples))
-        with Progress(label, total=len(samples), initial=done_ok) as bar:
+        if done and world.is_main:
+            log.info("%s: resuming, %d of %d samples already recorded", label, done, total)
+        if world.size > 1:  # each process counts its own share
+            label, total, done = f"{label} [process {world.rank}/{world.size}]", len(todo), 0
+        with Progress(label, total=total, initial=done) as bar:
             for s in todo:
                 rec = self._run_sample(engine, adapter, tr, s)
                 records.append(rec)
@@ -287,7 +354,13 @@ class Harness:
         return read_run(base_dir, usable)
 
     def _write_results(
-        self, adapter: Any, drafter: Any, identity: dict[str, Any], run_dir: Path, task_runs: list[TaskRun]
+        self,
+        adapter: Any,
+        drafter: Any,
+        identity: dict[str, Any],
+        run_dir: Path,
+        task_runs: list[TaskRun],
+        processes: list[dict[str, Any]],
     ) -> dict[str, Any]:
         """results.json over every task recorded in this folder, this run's and earlier runs'."""
         import mmspec
@@ -300,6 +373,7 @@ class Harness:
         greedy = {name for name, ident in tasks.items() if ident.get("temperature") == 0}
         fingerprints = {name: ident.get("task_fingerprint") for name, ident in tasks.items()}
         metrics = build_results(run, baseline, compare_tokens=greedy, task_fingerprints=fingerprints)
+        fallback = getattr(adapter, "execution_fallback", None)
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "mmspec_version": mmspec.__version__,
@@ -317,8 +391,13 @@ class Harness:
                 "limit": cfg.limit,
                 "baseline": str(Path(cfg.output_path) / cfg.model / "baseline") if baseline else None,
                 "method": {"name": drafter.name, "paper": drafter.paper},
+                **({"execution_fallback": fallback} if fallback else {}),
             },
-            "environment": environment(adapter.device),
+            "environment": {
+                **environment(adapter.device),
+                "world_size": len(processes),
+                "processes": processes,
+            },
             **metrics,
         }
         write_json_atomic(run_dir / "results.json", results)

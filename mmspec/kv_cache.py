@@ -5,6 +5,9 @@ argument, so the engine tells the cache *where* the next forward writes (``write
 tensor) and *how much* of the buffer attention sees (``view_len``) before each forward. Static
 buffers and a device-side write index are what make the decode/verify step capturable in a CUDA
 graph. Rejected tree nodes are simply left beyond ``length``; accepted ones are compacted in place.
+
+A target split over several GPUs (``parallelize=True``) keeps each layer's buffers on that layer's
+device; the write index then exists once per device, so every layer reads one on its own device.
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 class _CacheState:
     """Shared per-forward bookkeeping for all layers of one cache."""
 
-    def __init__(self, device: torch.device, capacity: int) -> None:
+    def __init__(self, devices: list[torch.device], capacity: int) -> None:
         self.length = 0  # committed tokens (host-side truth)
         self.view_len = 0  # keys/values returned to attention in the current forward
-        self.write_index = torch.zeros(0, dtype=torch.long, device=device)
+        self.devices = devices  # the distinct devices of the layers' buffers; the cache's own first
+        #: where the next forward writes, one copy per device (``write_indices[layer.slot]``)
+        self.write_indices = [torch.zeros(0, dtype=torch.long, device=d) for d in devices]
         self.capacity = capacity
+
+    def set_write_index(self, index: torch.Tensor) -> None:
+        """``index`` (on the cache's device) and its copies on the other layers' devices."""
+        self.write_indices = [index, *(index.to(d) for d in self.devices[1:])]
 
 
 class EngineCacheLayer(CacheLayerMixin):
@@ -33,11 +42,12 @@ class EngineCacheLayer(CacheLayerMixin):
     is_compileable = False
     is_sliding = False
 
-    def __init__(self, state: _CacheState, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def __init__(self, state: _CacheState, keys: torch.Tensor, values: torch.Tensor, slot: int = 0) -> None:
         super().__init__()
         self.state = state
         self.keys = keys
         self.values = values
+        self.slot = slot  # which of ``state.devices`` holds this layer
         self.is_initialized = True
         self.dtype, self.device = keys.dtype, keys.device
 
@@ -45,7 +55,7 @@ class EngineCacheLayer(CacheLayerMixin):
         raise RuntimeError("EngineCacheLayer is allocated up front; lazy initialisation is never needed")
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        idx = self.state.write_index
+        idx = self.state.write_indices[self.slot]
         self.keys.index_copy_(2, idx, key_states.to(self.keys.dtype))
         self.values.index_copy_(2, idx, value_states.to(self.values.dtype))
         n = self.state.view_len
@@ -65,7 +75,10 @@ class EngineCacheLayer(CacheLayerMixin):
 
 
 class EngineCache(Cache):
-    """Static cache for one sequence (batch 1) owned by an adapter or a draft model."""
+    """Static cache for one sequence (batch 1) owned by an adapter or a draft model.
+
+    ``device`` holds the bookkeeping (and, by default, every layer); ``layer_devices`` puts each
+    layer's buffers on its own layer's device when the model is split over several."""
 
     def __init__(
         self,
@@ -75,24 +88,32 @@ class EngineCache(Cache):
         capacity: int,
         dtype: torch.dtype,
         device: torch.device | str,
+        layer_devices: Sequence[torch.device | str] | None = None,
     ) -> None:
         device = torch.device(device)
-        state = _CacheState(device, capacity)
+        placed = (
+            [torch.device(d) for d in layer_devices] if layer_devices is not None else [device] * num_layers
+        )
+        if len(placed) != num_layers:
+            raise ValueError(f"{len(placed)} layer devices for {num_layers} layers")
+        devices = list(dict.fromkeys([device, *placed]))
+        state = _CacheState(devices, capacity)
         shape = (1, num_kv_heads, capacity, head_dim)
         layers = [
             EngineCacheLayer(
                 state,
-                torch.zeros(shape, dtype=dtype, device=device),
-                torch.zeros(shape, dtype=dtype, device=device),
+                torch.zeros(shape, dtype=dtype, device=d),
+                torch.zeros(shape, dtype=dtype, device=d),
+                devices.index(d),
             )
-            for _ in range(num_layers)
+            for d in placed
         ]
         super().__init__(layers=layers)
         self.state = state
         self.device = device
         self.dtype = dtype
         self.shape = (num_layers, num_kv_heads, head_dim)
-        self._arange = torch.arange(capacity, device=device)
+        self._aranges = [torch.arange(capacity, device=d) for d in devices]
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -127,12 +148,12 @@ class EngineCache(Cache):
             raise RuntimeError(
                 f"KV cache overflow: {start} committed + {n} new > capacity {self.state.capacity}"
             )
-        self.state.write_index = self._arange[start : start + n]
+        self.state.write_indices = [a[start : start + n] for a in self._aranges]
         self.state.view_len = start + n if view_len is None else view_len
 
     def set_write_index(self, index: torch.Tensor, view_len: int) -> None:
         """Graph mode: a static index buffer updated in place by the runner."""
-        self.state.write_index = index
+        self.state.set_write_index(index)
         self.state.view_len = view_len
 
     def commit(self, n_new: int, keep: Sequence[int] | None = None) -> None:
@@ -148,18 +169,23 @@ class EngineCache(Cache):
             return
         keep = list(keep)
         if keep != list(range(len(keep))):
-            src = torch.tensor(keep, dtype=torch.long).add_(start).to(self.device, non_blocking=True)
-            dst = self._arange[start : start + len(keep)]
+            host = torch.tensor(keep, dtype=torch.long).add_(start)
+            srcs = [host.to(d, non_blocking=True) for d in self.state.devices]
+            dsts = [a[start : start + len(keep)] for a in self._aranges]
             for layer in self.layers:
+                src, dst = srcs[layer.slot], dsts[layer.slot]
                 layer.keys.index_copy_(2, dst, layer.keys.index_select(2, src))
                 layer.values.index_copy_(2, dst, layer.values.index_select(2, src))
         self.state.length = start + len(keep)
 
     def compact_(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Device-side compaction with static-size index tensors (graph-capturable)."""
+        srcs = [src, *(src.to(d) for d in self.state.devices[1:])]
+        dsts = [dst, *(dst.to(d) for d in self.state.devices[1:])]
         for layer in self.layers:
-            layer.keys.index_copy_(2, dst, layer.keys.index_select(2, src))
-            layer.values.index_copy_(2, dst, layer.values.index_select(2, src))
+            s, d = srcs[layer.slot], dsts[layer.slot]
+            layer.keys.index_copy_(2, d, layer.keys.index_select(2, s))
+            layer.values.index_copy_(2, d, layer.values.index_select(2, s))
 
     def ensure_capacity(self, needed: int) -> bool:
         """Grow the buffers if ``needed`` slots do not fit; returns True when it reallocated."""
@@ -173,5 +199,5 @@ class EngineCache(Cache):
                 new[:, :, : old.shape[2]] = old
                 setattr(layer, name, new)
         self.state.capacity = new_cap
-        self._arange = torch.arange(new_cap, device=self.device)
+        self._aranges = [torch.arange(new_cap, device=d) for d in self.state.devices]
         return True

@@ -6,6 +6,12 @@ line is special: a whole record without its newline (killed just before writing 
 gets its newline before the next append; anything else there (a torn write, even one cut inside a
 multi-byte character) is dropped. A bad line anywhere else is an error naming the file and line.
 When an id appears more than once (a failed sample retried), the last line wins.
+
+A data-parallel launch (``accelerate launch``) gives every process its own file beside
+``samples.jsonl`` (``samples.rank<N>.jsonl``), so no two processes ever write one file; the main
+process merges them into ``samples.jsonl`` when all are done (:func:`merge_shards`). Until then,
+and whatever was killed when, a task's records are the union of every file (:func:`read_task`):
+an ``ok`` record beats a failed one, and a later failed one replaces an earlier one.
 """
 
 from __future__ import annotations
@@ -192,6 +198,76 @@ class RecordFile:
         append_line(self.path, record.to_json(), _parse)
 
 
+SAMPLES = "samples.jsonl"
+_SHARD_GLOB = "samples.rank*.jsonl"
+
+
+def shard_path(task_dir: Path, rank: int) -> Path:
+    """The records file process ``rank`` of a data-parallel launch appends to."""
+    return Path(task_dir) / f"samples.rank{rank}.jsonl"
+
+
+def shard_files(task_dir: Path) -> list[Path]:
+    """The per-process record files of a task folder not merged yet, by rank."""
+    found = [p for p in Path(task_dir).glob(_SHARD_GLOB) if p.stem.removeprefix("samples.rank").isdigit()]
+    return sorted(found, key=lambda p: int(p.stem.removeprefix("samples.rank")))
+
+
+def record_path(task_dir: Path, rank: int, world_size: int) -> Path:
+    """Where one process appends its records: ``samples.jsonl`` alone, its own file in a launch."""
+    return Path(task_dir) / SAMPLES if world_size == 1 else shard_path(task_dir, rank)
+
+
+def _better(current: SampleRecord | None, new: SampleRecord) -> SampleRecord:
+    """The record that stands for a sample: a finished one is kept; a failed one gives way."""
+    return current if current is not None and current.status == "ok" else new
+
+
+def read_task(task_dir: Path) -> dict[str, SampleRecord]:
+    """A task folder's records by id: ``samples.jsonl`` and every unmerged per-process file."""
+    records = RecordFile(Path(task_dir) / SAMPLES).read()
+    for path in shard_files(task_dir):
+        for rec in RecordFile(path).read().values():
+            records[rec.id] = _better(records.get(rec.id), rec)
+    return records
+
+
+def merge_shards(task_dir: Path, order: Iterable[str] = ()) -> int:
+    """Append to ``samples.jsonl`` what the per-process files add to it, then delete them.
+
+    Records go in ``order`` (the task's sample ids), any others after it by id. Only a record that
+    changes what ``samples.jsonl`` says is appended (a missing sample, or a finished or newer failed
+    one in place of a failed one), so a merge killed before the files were deleted is simply done
+    again: nothing is lost and no finished sample is written twice. Returns how many were appended.
+    Call it only while no process writes these files (the folder lock is held, the launch is done).
+    """
+    shards = shard_files(task_dir)
+    if not shards:
+        return 0
+    target = RecordFile(Path(task_dir) / SAMPLES)
+    have = target.read()
+    found: dict[str, SampleRecord] = {}
+    for path in shards:
+        for rec in RecordFile(path).read().values():
+            found[rec.id] = _better(found.get(rec.id), rec)
+    rank = {sample_id: i for i, sample_id in enumerate(dict.fromkeys(order))}
+    appended = 0
+    for sample_id in sorted(found, key=lambda i: (rank.get(i, len(rank)), i)):
+        rec, cur = found[sample_id], have.get(sample_id)
+        if cur is not None and (cur.status == "ok" or cur == rec):
+            continue
+        target.append(rec)
+        appended += 1
+    for path in shards:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise RecordsError(
+                f"{path}: merged into {target.path} but cannot delete it ({exc.strerror or exc})"
+            ) from exc
+    return appended
+
+
 TurnKey = tuple[str, str, int]  # (task, sample id, turn index)
 
 
@@ -213,8 +289,9 @@ class RunRecords:
 
 
 def task_folders(run_dir: Path) -> list[str]:
-    """Names of the task folders of a run folder that hold records."""
-    return sorted(p.parent.name for p in Path(run_dir).glob("*/samples.jsonl"))
+    """Names of the task folders of a run folder that hold records (merged or not)."""
+    run_dir = Path(run_dir)
+    return sorted({p.parent.name for p in [*run_dir.glob(f"*/{SAMPLES}"), *run_dir.glob(f"*/{_SHARD_GLOB}")]})
 
 
 def read_run(run_dir: Path, tasks: Iterable[str] | None = None) -> RunRecords:
@@ -226,7 +303,7 @@ def read_run(run_dir: Path, tasks: Iterable[str] | None = None) -> RunRecords:
     run_dir = Path(run_dir)
     by_task: dict[str, list[SampleRecord]] = {}
     for task in sorted(task_folders(run_dir) if tasks is None else tasks):
-        recs = RecordFile(run_dir / task / "samples.jsonl").read()
+        recs = read_task(run_dir / task)
         if recs:
             by_task[task] = list(recs.values())
     return RunRecords(by_task)
