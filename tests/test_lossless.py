@@ -1,5 +1,6 @@
-"""Every method reproduces the baseline's token ids on every tiny adapter (demo + testmini, float64),
-and drafts hit where the output repeats earlier text (so a drafter that proposes nothing fails)."""
+"""Every method reproduces the baseline's token ids on every tiny adapter (the demo and every
+testmini category, float64), and drafts hit where the output repeats earlier text (so a drafter
+that proposes nothing fails)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ METHODS: dict[str, dict] = {
     "msd_vskip": {"checkpoint": "random"},
     "sam_vskip": {},
 }
-DEMO_AND_TESTMINI_TURNS = 9 + 69
+#: samples per task: the demo and each of testmini's six categories (multi-turn included); 4 keeps
+#: every category and CI short (the GPU run, benchmarks/gpu_tests.sh, uses the same subset)
+LIMIT = 4
 
 
 @pytest.fixture(scope="module", params=TINY_MODELS)
@@ -42,7 +45,7 @@ def runner(request, mmspec_root, tmp_path_factory):
         if spec != "baseline" and not out.exists():
             run("baseline", max_new_tokens)
         cfg = RunConfig(tasks=["mmspec_demo", "mmspec_testmini"], model=model, spec=spec, spec_args=spec_args,
-                        output_path=out, max_new_tokens=max_new_tokens, warmup=0,
+                        output_path=out, max_new_tokens=max_new_tokens, warmup=0, limit=LIMIT,
                         dataset_root=str(mmspec_root))  # fmt: skip
         return Harness(cfg, adapter=adapter).run()
 
@@ -55,7 +58,8 @@ def test_greedy_output_equals_baseline(runner, spec):
     tokens = DRAFT_MODEL_TOKENS if "checkpoint" in args else 24
     res = runner(spec, tokens, **args)
     overall = res["overall"]
-    assert overall["n_compared"] == DEMO_AND_TESTMINI_TURNS
+    assert len(res["tasks"]) == 7 and overall["n_failed"] == 0
+    assert overall["n_compared"] == overall["n_turns"] >= 7 * LIMIT  # every turn paired with the baseline
     assert overall["mismatches"] == []
     assert overall["exact_match_rate"] == 1.0
     assert all(t["exact_match_rate"] == 1.0 for t in res["tasks"].values())

@@ -226,7 +226,7 @@ def summarize(out: Path) -> dict[str, Any]:
                 "size",
                 "seed",
                 "weights_sha256",
-                "params",
+                "parameters",
                 "heldout",
                 "quality",
                 "gates",

@@ -173,19 +173,25 @@ def build_drafter(adapter: Any, cfg: FitConfig, recipe: Recipe) -> Any:
     return drafter
 
 
-def _set_draft_vocab(drafter: Any, seqs: _Sequences, cfg: FitConfig) -> None:
-    """EAGLE-3: the draft vocabulary is the most frequent answer tokens (identity when it is the
-    whole target vocabulary, as for small proxy vocabularies)."""
+def _set_draft_vocab(adapter: Any, drafter: Any, seqs: _Sequences, cfg: FitConfig) -> None:
+    """EAGLE-3 from scratch: the draft vocabulary is the most frequent answer tokens (identity when
+    it is the whole target vocabulary, as for small proxy vocabularies), and the draft's lm_head
+    starts as the target's rows of those tokens (a random head makes the early soft cross-entropy
+    learn the vocabulary before anything about the next token; the format is unchanged)."""
     net = drafter.net
-    if getattr(net, "shared_vocab", True) or cfg.init:
+    if cfg.init:
         return
-    counts = torch.zeros(drafter.target.vocab_size, dtype=torch.long)
-    for conv in seqs.convs:
-        for ids in conv.answer_ids or []:
-            counts.index_add_(0, torch.tensor(ids, dtype=torch.long), torch.ones(len(ids), dtype=torch.long))
-    size = net.lm_head.out_features
-    order = torch.argsort(counts, descending=True, stable=True)
-    net.set_draft_vocab(order[:size])
+    if not getattr(net, "shared_vocab", True):
+        counts = torch.zeros(drafter.target.vocab_size, dtype=torch.long)
+        for conv in seqs.convs:
+            for ids in conv.answer_ids or []:
+                ones = torch.ones(len(ids), dtype=torch.long)
+                counts.index_add_(0, torch.tensor(ids, dtype=torch.long), ones)
+        order = torch.argsort(counts, descending=True, stable=True)
+        net.set_draft_vocab(order[: net.lm_head.out_features])
+    head = adapter.model.get_output_embeddings().weight
+    with torch.no_grad():
+        net.lm_head.weight.copy_(head[net.draft_ids().to(head.device)].to(net.lm_head.weight))
 
 
 def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None) -> dict[str, Any]:
@@ -204,7 +210,7 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
     drafter = build_drafter(adapter, cfg, recipe)
     seqs = _Sequences(adapter, convs, cfg, recipe)
     if cfg.spec == "eagle3":
-        _set_draft_vocab(drafter, seqs, cfg)
+        _set_draft_vocab(adapter, drafter, seqs, cfg)
     out = Path(cfg.out)
     accelerator = _accelerator(cfg, adapter.device)
     module = _LossModule(drafter, recipe)
