@@ -108,8 +108,9 @@ def _json_object(line: bytes) -> dict[str, Any]:
 
 
 def _parse(line: bytes) -> SampleRecord:
+    obj = _decode(line)  # its errors say what is wrong with the bytes (UTF-8, JSON)
     try:
-        return SampleRecord.from_dict(_decode(line))
+        return SampleRecord.from_dict(obj)
     except ValueError as exc:
         raise ValueError(f"not a sample record ({exc})") from None
 

@@ -72,6 +72,7 @@ def test_drafts_are_proposed_and_verified(method):
     assert res.draft_time_s > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", DRAFT_METHODS)
 def test_fitted_drafts_are_accepted(method):
     """A draft fitted through the full-sequence pass is accepted in incremental decoding: the tree,

@@ -13,12 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA device (run benchmarks/gpu_tests.sh)"
-    ),
-]
+pytestmark = pytest.mark.gpu  # deselected without CUDA (tests/conftest.py); run by benchmarks/gpu_tests.sh
 
 
 def _other_compiled_program() -> None:

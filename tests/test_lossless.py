@@ -52,6 +52,7 @@ def runner(request, mmspec_root, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", list(METHODS))
 def test_greedy_output_equals_baseline(runner, spec):
     args = METHODS[spec]

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mmspec.proxy.pipeline import PipelineConfig, run_pipeline
 
 
+@pytest.mark.slow
 def test_micro_pipeline_accepts_real_tokens_losslessly(tmp_path):
     cfg = PipelineConfig(
         family="qwen25vl", out=str(tmp_path / "proxy"), size="micro", build_steps=30, build_eval=False,

@@ -147,6 +147,7 @@ def image_setup(request):
     return request.param, adapter, p, exact_joint(adapter, p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", DRAFT_SPECS)
 def test_draft_methods_sample_target_distribution(image_setup, spec):
     """Draft models fitted to the target (so their proposals are often accepted at temperature 1)."""

@@ -18,6 +18,8 @@ from mmspec.harness import RunConfig, run_methods
 from mmspec.proxy.pipeline import PipelineConfig, run_pipeline
 from mmspec.records import read_run
 
+pytestmark = pytest.mark.slow  # ~1 minute: a proxy build and six fits
+
 FITTED = ("eagle", "eagle2", "eagle3", "msd", "vispec", "medusa")
 BAR = {"medusa": 1.2}  # Medusa's heads predict from the target state alone: a lower bar
 LIMIT, TOKENS = 2, 24
