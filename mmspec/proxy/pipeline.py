@@ -145,6 +145,7 @@ def _fit(cfg: PipelineConfig, draft: str, answers: Path, folder: Path, adapter: 
             continue
         lr = cfg.fit_lr / 3 if stage == 2 else cfg.fit_lr
         fc = FitConfig(spec=draft, stage=stage, init=str(folder / init) if init else None, data=str(answers),
+                       model=cfg.family,
                        out=str(dest), max_steps=cfg.fit_steps, time_budget=cfg.fit_seconds, lr=lr,
                        grad_accum=cfg.fit_grad_accum, checkpoint_every=max(cfg.fit_steps // 4, 1),
                        seed=cfg.seed)  # fmt: skip
