@@ -9,7 +9,8 @@
 # Steps (each logs to $R/log and leaves its outputs in $R):
 #   1. graph-capture safety test (tests/test_gpu_graphs.py: replays stay identical after another
 #      compiled program ran in the process)
-#   2. the proxy pipeline for qwen25vl, then llava15 (benchmarks/proxy_pipeline.py, size S)
+#   2. the proxy pipeline for qwen25vl, then llava15 (benchmarks/proxy_pipeline.py, size S), for each
+#      seed of SEEDS (default "0"; e.g. SEEDS="0 1 2" for the seed spread)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=${MMSPEC_ROUND_DIR:-/tmp/mmspec_round2}
@@ -26,15 +27,15 @@ case "${1:-}" in
     echo "== start $(date -u +%FT%TZ)"; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     echo "== step 1: graph capture safety $(date -u +%T)"
     MMSPEC_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_graphs.py 2>&1 | tail -5
-    for fam in qwen25vl llava15; do
-      echo "== step 2: proxy pipeline $fam $(date -u +%T)"
-      python3 benchmarks/proxy_pipeline.py --family "$fam" --size "$SIZE" --out "$R/proxy_$fam" \
+    for seed in ${SEEDS:-0}; do for fam in qwen25vl llava15; do
+      echo "== step 2: proxy pipeline $fam seed $seed $(date -u +%T)"
+      python3 benchmarks/proxy_pipeline.py --family "$fam" --size "$SIZE" --seed "$seed" --out "$R/proxy_${fam}_$seed" \
         --build_time_budget "${BUILD_SECONDS:-150}" --build_eval_seconds "${EVAL_SECONDS:-60}" \
         --n_train "${N_TRAIN:-300}" --regen_max_new_tokens 384 --fit_seconds "${FIT_SECONDS:-25}" \
         --limit "${LIMIT:-6}" --copy_to "$R/results" 2>&1 | grep -v "Loading weights" | tail -40
-      cp "$R/proxy_$fam/target/manifest.json" "$R/results/${fam}_target_manifest.json" 2>/dev/null
+      cp "$R/proxy_${fam}_$seed/target/manifest.json" "$R/results/${fam}_seed${seed}_target_manifest.json" 2>/dev/null
       tar -czf "$R/results.tar.gz" -C "$R" results 2>/dev/null
-    done
+    done; done
     echo "== done $(date -u +%T)"
     ;;
   poll)

@@ -69,6 +69,7 @@ def main() -> int:
         dest = Path(args.copy_to)
         dest.mkdir(parents=True, exist_ok=True)
         out = Path(args.out)
+        stem = args.family if args.seed == 0 else f"{args.family}_seed{args.seed}"
         for name in (
             "summary.json",
             "leaderboard.json",
@@ -77,9 +78,9 @@ def main() -> int:
             "timings.json",
         ):
             if (out / name).exists():
-                shutil.copy(out / name, dest / f"{args.family}_{name}")
+                shutil.copy(out / name, dest / f"{stem}_{name}")
         extra = {p.parent.name: json.loads(p.read_text()) for p in (out / "drafts").glob("*/loss_curve.json")}
-        (dest / f"{args.family}_loss_curves.json").write_text(json.dumps(extra))
+        (dest / f"{stem}_loss_curves.json").write_text(json.dumps(extra))
     return 0
 
 
