@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspec.errors import MmspecError, UsageError
+from mmspec.logs import configure_logging
 
 log = logging.getLogger("mmspec")
 
@@ -106,25 +107,9 @@ def list_names(kind: str, include_path: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _log_prefix() -> str:
-    """``[rank/size] `` in a launch of several processes (a bad launcher variable is reported later)."""
-    from mmspec.distributed import launch_position
-
-    try:
-        rank, size = launch_position()
-    except UsageError:
-        return ""
-    return f"[{rank}/{size}] " if size > 1 else ""
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s " + _log_prefix() + "%(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     try:
         if args.list:
             print(list_names(args.list, args.include_path))

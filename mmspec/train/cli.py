@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspec.errors import MmspecError, UsageError
+from mmspec.logs import configure_logging
 from mmspec.train.data import FORMATS
 
 log = logging.getLogger("mmspec")
@@ -140,12 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
