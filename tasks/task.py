@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined
 
+from mmspec.hashing import file_sha256
 from mmspec.registry import did_you_mean
 from mmspec.tasks.data import GET_MMSPEC, DataRoot, load_data, local_data_files
 from mmspec.tasks.errors import TaskError
@@ -379,11 +380,7 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def _json(value: Any) -> Any:

@@ -32,14 +32,6 @@ def state_sha256(model) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def gate_report(size: str, heldout: dict, quality: dict) -> dict:
     """Each gate: value, threshold, passed (None when not measured or not defined for this size)."""
     out = {}

@@ -17,13 +17,13 @@ Files are read with ``datasets`` (its ``json`` builder), so large files stream t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmspec.errors import MmspecError
+from mmspec.hashing import file_sha256
 
 FORMATS = ("jsonl", "sharegpt", "llava_pretrain")
 
@@ -117,11 +117,7 @@ def check_images(conversations: list[Conversation], path: str | Path) -> None:
 
 def data_hash(path: str | Path) -> str:
     """sha256 of a data file (recorded in a trained draft's manifest)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def default_image_root(path: Path, fmt: str) -> Path:

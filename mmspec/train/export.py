@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from mmspec.hashing import file_sha256
 from mmspec.methods.draft_configs import published_config
 from mmspec.records import write_json_atomic
 
@@ -52,14 +53,6 @@ def export_draft(drafter: Any, out_dir: str | Path, manifest: dict[str, Any]) ->
     write_json_atomic(out / "config.json", draft_config(drafter))
     write_json_atomic(out / MANIFEST, manifest)
     return out
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def target_identity(pretrained: str) -> dict[str, Any]:

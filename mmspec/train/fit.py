@@ -254,11 +254,10 @@ def fit(cfg: FitConfig, adapter: Any = None, interrupt_after: int | None = None)
         if recipe.clip_value:
             accelerator.clip_grad_value_(params, recipe.clip_value)
         optimizer.step()
-        clock["elapsed"] = time.perf_counter() - t0
+        elapsed = clock["elapsed"] = time.perf_counter() - t0
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens_total += step_tokens
-        elapsed = time.perf_counter() - t0
         curve.append({"step": step + 1, "loss": round(step_loss, 6), "acc": round(step_acc, 4),
                       "lr": scheduler.get_last_lr()[0], "tokens": tokens_total})  # fmt: skip
         bar(step + 1, step_loss, step_acc, tokens_total / max(elapsed, 1e-9))
