@@ -189,7 +189,7 @@ def _set_draft_vocab(adapter: Any, drafter: Any, seqs: _Sequences, cfg: FitConfi
                 counts.index_add_(0, torch.tensor(ids, dtype=torch.long), ones)
         order = torch.argsort(counts, descending=True, stable=True)
         net.set_draft_vocab(order[: net.lm_head.out_features])
-    head = adapter.model.get_output_embeddings().weight
+    head = adapter.lm_head_module.weight
     with torch.no_grad():
         net.lm_head.weight.copy_(head[net.draft_ids().to(head.device)].to(net.lm_head.weight))
 
