@@ -55,7 +55,7 @@ def export_draft(drafter: Any, out_dir: str | Path, manifest: dict[str, Any]) ->
     return out
 
 
-def target_identity(pretrained: str) -> dict[str, Any]:
+def weights_identity(pretrained: str) -> dict[str, Any]:
     """The target a draft was trained on: its id and a hash of its weight and config files (a
     local folder, or the hub cache's copy); drafts must not be mixed with re-trained targets."""
     folder = Path(pretrained).expanduser()

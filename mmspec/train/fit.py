@@ -26,7 +26,7 @@ from mmspec.errors import UsageError
 from mmspec.records import write_json_atomic
 from mmspec.train.data import Conversation, data_hash, read_conversations
 from mmspec.train.examples import VICUNA_SYSTEM, TurnExample, conversation_examples
-from mmspec.train.export import export_draft, target_identity
+from mmspec.train.export import export_draft, weights_identity
 from mmspec.train.features import target_pass
 from mmspec.train.recipes import Recipe, recipe_for
 
@@ -315,7 +315,7 @@ def _manifest(cfg: FitConfig, recipe: Recipe, drafter: Any, adapter: Any, lr: fl
         "recipe": recipe.name,
         "stage": cfg.stage,
         "init": cfg.init,
-        "target": {**target_identity(adapter.pretrained), "model": cfg.model, "family": adapter.family},
+        "target": {**weights_identity(adapter.pretrained), "model": cfg.model, "family": adapter.family},
         "data": {"path": str(cfg.data), "sha256": data_hash(cfg.data), "limit": cfg.limit},
         "hyper_parameters": {
             "lr": lr,
