@@ -167,3 +167,54 @@ def test_one_training_step_reaches_every_part_and_images_matter(family: str) -> 
         swapped, _, _ = weighted_loss(model, *batcher(idx))
     assert float(swapped) != float(loss.detach())
     assert len(epoch_batches(pool.lengths, 2048, np.random.default_rng(0))) >= 1
+
+
+def test_batched_vision_attention_equals_transformers_loop_and_restores_it() -> None:
+    """The build's one-call vision attention gives transformers' per-image result (loss and every
+    gradient), and the modules get their own forward back afterwards."""
+    import copy
+
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
+
+    from mmspec.proxy.batched_vision import batched_vision_attention
+    from mmspec.proxy.batches import Batcher, DevicePool
+    from mmspec.proxy.pool import build_pool
+    from mmspec.proxy.train import weighted_loss
+
+    model, proc = untrained("qwen25vl")
+    model = copy.deepcopy(model).double().train()
+    n_image = image_tokens("qwen25vl", PRESETS["micro"])
+    pool = build_pool(
+        (proc.tokenizer, proc.chat_template, "qwen25vl", "<|image_pad|>", n_image), 9, 8, 1, 112
+    )
+    batcher = Batcher(DevicePool.from_pool(pool, torch.device("cpu")), "qwen25vl", proc.image_processor,
+                      proc.tokenizer.pad_token_id, n_image, (4, 4))  # fmt: skip
+    idx = np.flatnonzero(pool.image_slot >= 0)[:4]
+    inputs, targets, weights = batcher(idx)
+    inputs = {k: v.double() if v.is_floating_point() else v for k, v in inputs.items()}
+    assert inputs["image_grid_thw"].shape[0] >= 2  # several images: the loop has something to batch
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        loss, _, _ = weighted_loss(model, inputs, targets, weights)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref_loss, ref_grads = loss_and_grads()
+    calls = []
+    with batched_vision_attention(model) as switched:
+        assert switched == PRESETS["micro"].vision_layers
+        attn = next(m for m in model.modules() if isinstance(m, Qwen2_5_VLVisionAttention))
+        inner = attn.qkv.forward
+        attn.qkv.forward = lambda x: (calls.append(x.shape[0]), inner(x))[1]
+        loss, grads = loss_and_grads()
+        del attn.qkv.forward
+    assert calls  # the switched forward ran
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)
+    assert all("forward" not in vars(m) for m in model.modules() if isinstance(m, Qwen2_5_VLVisionAttention))
+    llava, _ = untrained("llava15")
+    with batched_vision_attention(llava) as switched:
+        assert switched == 0

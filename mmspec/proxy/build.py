@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: Bump when anything changes what a build produces (recipe, presets, sequence layout).
-PROXY_BUILD_VERSION = "p1"
+PROXY_BUILD_VERSION = "p2"
 
 
 def _device(name: str | None):
@@ -63,6 +63,7 @@ def build(
 
     from mmspec.adapters.tiny import make_model, save_model
     from mmspec.proxy import quality
+    from mmspec.proxy.batched_vision import batched_vision_attention
     from mmspec.proxy.batches import Batcher, DevicePool
     from mmspec.proxy.generator import CATEGORY_MIX, GENERATOR_VERSION
     from mmspec.proxy.manifest import gate_report, state_sha256, write_manifest
@@ -119,19 +120,20 @@ def build(
         held_batcher = Batcher(
             DevicePool.from_pool(held_pool, dev), family, processor.image_processor, pad, n_image, grid
         )
-        init = heldout_loss(model, held_batcher, preset.batch_tokens)
-        result = train(
-            model,
-            batcher,
-            lr=preset.lr,
-            warmup=preset.warmup_steps,
-            batch_tokens=preset.batch_tokens,
-            seed=seed,
-            max_steps=max_steps,
-            time_budget=time_budget,
-            log=log,
-        )
-        final = heldout_loss(model, held_batcher, preset.batch_tokens)
+        with batched_vision_attention(model):  # Qwen: one attention call per vision layer
+            init = heldout_loss(model, held_batcher, preset.batch_tokens)
+            result = train(
+                model,
+                batcher,
+                lr=preset.lr,
+                warmup=preset.warmup_steps,
+                batch_tokens=preset.batch_tokens,
+                seed=seed,
+                max_steps=max_steps,
+                time_budget=time_budget,
+                log=log,
+            )
+            final = heldout_loss(model, held_batcher, preset.batch_tokens)
         entropy = held_pool.entropy / max(1, final["answer_tokens"])
         held = {
             "init_answer_ce": round(init["answer_ce"], 5),
@@ -179,6 +181,7 @@ def build(
             "schedule": f"linear warmup {preset.warmup_steps} steps, cosine to 10 %",
             "precision": "bf16 autocast, fp32 master weights" if dev.type == "cuda" else "fp32",
             "batching": f"length-bucketed, <= {preset.batch_tokens} padded tokens per step, no packing",
+            "vision_attention": "one call per layer over equal images (mmspec.proxy.batched_vision)",
         },
         "training": {
             "steps": result.steps,
