@@ -33,3 +33,19 @@ def test_micro_pipeline_accepts_real_tokens_losslessly(tmp_path):
     # a rerun finds every stage done and only rewrites the summary
     again = run_pipeline(cfg)
     assert again["methods"]["eagle2"]["mat"] == eagle2["mat"]
+    # RESULTS.md's tables render from the summary (benchmarks/proxy_tables.py)
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_tables.py"
+    spec = importlib.util.spec_from_file_location("proxy_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    rows = tables.method_table(summary).splitlines()
+    assert rows[0].startswith("| method | MAT | chart") and len(rows) == 4  # header, rule, 2 methods
+    assert rows[3].startswith(f"| eagle2 | **{eagle2['mat']:.2f}** |") and "1.000 (" in rows[3]
+    other_seed = json.loads(json.dumps(summary))
+    other_seed["pipeline"]["seed"] = 1
+    other_seed["methods"]["eagle2"]["mat"] = eagle2["mat"] + 0.5
+    spread = tables.spread_table([summary, other_seed]).splitlines()
+    assert len(spread) == 3 and spread[2].endswith("| 0.50 |")  # baseline left out; range max - min
