@@ -61,7 +61,7 @@ class VerifySteps:
         for nb in (b for b in TREE_BUCKETS if b <= top):
             for lb in range(round_up(nb, LEN_STEP), cache.capacity + 1, LEN_STEP):
                 step = self._get(nb, lb, capture)
-                host = step.staged.host
+                host = step.staged.writable()
                 host.zero_()
                 host[2 * nb + 1 :].view(nb, nb).diagonal()[:] = 1
                 step.staged.upload()
@@ -80,7 +80,7 @@ class VerifySteps:
         if lb > cache.capacity:
             raise RuntimeError(f"KV view {lb} exceeds capacity {cache.capacity}; call reserve()")
         step = self._get(nb, lb, capture)
-        host = step.staged.host
+        host = step.staged.writable()
         host.zero_()
         host[:n] = torch.tensor(tree.tokens, dtype=torch.int32)
         host[nb : nb + n] = torch.tensor(tree.depths(), dtype=torch.int32)

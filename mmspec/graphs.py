@@ -53,14 +53,28 @@ class StagedBuffer:
 
     host: torch.Tensor
     device: torch.Tensor
+    copied: torch.cuda.Event | None = None  # recorded after the last upload (CUDA)
 
     @classmethod
     def zeros(cls, n: int, dtype: torch.dtype, device: torch.device) -> StagedBuffer:
         pinned = device.type == "cuda"
         return cls(torch.zeros(n, dtype=dtype, pin_memory=pinned), torch.zeros(n, dtype=dtype, device=device))
 
+    def writable(self) -> torch.Tensor:
+        """The host twin, once the last upload has read it. A copy from pinned memory runs when the
+        stream reaches it; refilling the buffer before then would change what that queued copy
+        sends (two steps issued without the host reading a result in between). When the host has
+        read a result since — every engine round — this waits for nothing."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        return self.host
+
     def upload(self) -> None:
         self.device.copy_(self.host, non_blocking=True)
+        if self.device.is_cuda:
+            if self.copied is None:
+                self.copied = torch.cuda.Event()
+            self.copied.record()
 
 
 @dataclass

@@ -57,3 +57,21 @@ def test_graph_replays_are_unchanged_by_other_compiled_programs(model):
     after = verify()  # replays it
     torch.testing.assert_close(after[0], before[0], rtol=0, atol=0)
     assert torch.equal(after[1], before[1])
+
+
+def test_staged_buffer_is_not_refilled_under_a_queued_copy():
+    """Steps issued back to back (no result read in between) each get their own inputs: refilling
+    the pinned host buffer waits until the queued copy has read it (``StagedBuffer.writable``).
+    Without that, the KV-compaction test's sequential reference cache intermittently held another
+    step's tokens (graph mode, H200)."""
+    from mmspec.graphs import StagedBuffer
+
+    buf = StagedBuffer.zeros(4096, torch.int32, torch.device("cuda"))
+    seen = []
+    for i in range(4):
+        torch.cuda._sleep(20_000_000)  # keep the stream busy: the upload below stays queued
+        buf.writable().fill_(i)
+        buf.upload()
+        seen.append(buf.device.clone())  # runs on the stream right after that upload
+    torch.cuda.synchronize()
+    assert [sorted(set(t.tolist())) for t in seen] == [[0], [1], [2], [3]]

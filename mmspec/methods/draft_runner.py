@@ -62,7 +62,7 @@ class DraftRunner:
 
     def sync(self, n: int = 0, ids: Sequence[int] = (), rows: Sequence[int] = ()) -> None:
         """One host->device copy of what the next steps read (``n`` accepted ids and tree rows)."""
-        host, p = self.state.host, self.path_max
+        host, p = self.state.writable(), self.path_max
         host[:3] = torch.tensor([self.stable, self.next_pos, n])
         if n:
             host[3 : 3 + n] = torch.tensor(list(ids))
