@@ -19,6 +19,7 @@ from mmspec.engine import Engine
 from mmspec.methods import get_spec
 from mmspec.tree import DraftTree
 
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     yield
