@@ -256,6 +256,12 @@ def hf_generate(adapter, p, n, **kw):
     gc = model.generation_config
     saved = gc.eos_token_id
     gc.eos_token_id = None  # fixed length, like our runs with stops disabled
+    from mmspec import attention
+
+    # transformers' own modules, uncompiled by us: its static-cache generate compiles the whole forward
+    level = adapter.fusion
+    adapter.set_fusion("none")
+    attention.set_compile_boundary(False)
     try:
 
         def timed(m):
@@ -271,6 +277,7 @@ def hf_generate(adapter, p, n, **kw):
         out, tn = timed(n)
     finally:
         gc.eos_token_id = saved
+        adapter.set_fusion(level)
     return out[0, p.length :].tolist(), 1000 * (tn - t1) / (n - 1)
 
 
@@ -301,8 +308,14 @@ def bench_model(name: str, args, bw: float, save, budget: Budget | None = None) 
         out["baseline"], out["profile"] = rows, profiles
         for i, level in enumerate(levels):
             level = adapter.set_fusion(level) if i else adapter.fusion
-            for ctx, p in prompts.items():
-                if not (every or "baseline" in sections) or not budget.ok(f"baseline {level} {ctx}", 25, out):
+            for j, (ctx, p) in enumerate(prompts.items()):
+                # longer contexts at the last level only (the one every later section uses), unless asked
+                if j and i < len(levels) - 1 and not args.all_contexts:
+                    continue
+                need = 75 if j == 0 and level != "none" else 25  # the first row of a level compiles it
+                if not (every or "baseline" in sections) or not budget.ok(
+                    f"baseline {level} {ctx}", need, out
+                ):
                     continue
                 t0 = time.perf_counter()
                 base = run_engine(adapter, Baseline(adapter), p, n)
@@ -335,7 +348,16 @@ def bench_model(name: str, args, bw: float, save, budget: Budget | None = None) 
                 print(name, row, flush=True)
                 save(out)
 
+    if levels[-1] is not None and adapter.fusion != levels[-1]:
+        adapter.set_fusion(levels[-1])  # every later section runs at the last level listed
     p = prompts[contexts[0]]
+    if every or "drafts" in sections:  # before the oracle: a time budget keeps the drafts
+        specs = args.draft_specs.split(",") if args.draft_specs else DRAFT_SPECS
+        out["drafts"] = bench_drafts(
+            adapter, p, n, name, specs, save, bw=bw, budget=budget, floor=args.draft_floor
+        )
+        save(out)
+
     if every or "verify" in sections or "overhead" in sections:
         adapter.prefill(p)
         times = {}
@@ -388,13 +410,6 @@ def bench_model(name: str, args, bw: float, save, budget: Budget | None = None) 
 
     if "pld32" in sections:  # identical-output check where float32 leaves no near-ties to flip
         out["pld_float32"] = compare_pld(BUILDERS[name](dtype=torch.float32), args)
-        save(out)
-
-    if every or "drafts" in sections:
-        specs = args.draft_specs.split(",") if args.draft_specs else DRAFT_SPECS
-        out["drafts"] = bench_drafts(
-            adapter, p, n, name, specs, save, bw=bw, budget=budget, floor=args.draft_floor
-        )
         save(out)
 
     if every or "overhead" in sections:
@@ -505,6 +520,11 @@ def main() -> None:
         "and profile sections run at each, everything else at the last (default: the adapter's)",
     )
     ap.add_argument("--contexts", default="1000,4000", help="prompt lengths (tokens) of the baseline section")
+    ap.add_argument(
+        "--all_contexts",
+        action="store_true",
+        help="with --fusion: every context at every level (default: last)",
+    )
     ap.add_argument("--oracle_k", default="", help="oracle: only chains of these k (e.g. 1,2,3,4,5,6)")
     ap.add_argument(
         "--oracle_reruns", type=int, default=8, help="oracle: fixed-point reruns of the reference"
