@@ -131,13 +131,15 @@ def profile_decode(adapter, p, reps: int = 5, top: int = 15) -> dict:
         adapter.forward_tree(tree)
     step_ms = statistics.median(event_times_ms(partial(adapter.forward_tree, tree), 10))
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    cuda = torch.cuda.is_available()  # (CPU: a smoke test of this code, counting CPU ops)
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
         for _ in range(reps):
             adapter.forward_tree(tree)
         torch.cuda.synchronize()
     by_name: dict[str, list[float]] = defaultdict(list)
+    kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     for ev in prof.events():
-        if ev.device_type == torch.autograd.DeviceType.CUDA:
+        if ev.device_type == kind:
             t = ev.device_time_total if hasattr(ev, "device_time_total") else ev.cuda_time_total
             by_name[ev.name[:100]].append(t)
     total_us = sum(sum(v) for v in by_name.values()) / reps
@@ -327,8 +329,12 @@ def bench_model(name: str, args, bw: float, save, budget: Budget | None = None) 
                 log(name, rows[-1])
                 save(out)
             if (every or "profile" in sections) and budget.ok(f"profile {level}", 15, out):
-                profiles[level] = profile_decode(adapter, prompts[contexts[0]])
-                pr = profiles[level]
+                try:
+                    profiles[level] = pr = profile_decode(adapter, prompts[contexts[0]])
+                except Exception as exc:  # a side figure: never lose the timings for it
+                    profiles[level] = {"error": repr(exc)[:300]}
+                    log(name, "profile", level, "failed:", repr(exc)[:300])
+                    continue
                 log(
                     name,
                     "profile",
