@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from mmspec import attention
+from mmspec import fusion as fusion_mod
 from mmspec.adapters.loading import (
     AdapterError,
     default_device,
@@ -78,6 +79,7 @@ class VLMAdapter:
         pretrained: str,
         max_cache_len: int = 4096,
         execution: str | None = None,
+        fusion: str | None = None,
     ) -> None:
         # Inference only: without this every in-place KV write would chain the autograd history.
         self.model = model.eval().requires_grad_(False)
@@ -137,10 +139,12 @@ class VLMAdapter:
             )
             log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
-        if self.execution == "graph":  # fuse the norms/MLP chains the captured steps replay
-            from mmspec.fusion import compile_small_modules
-
-            compile_small_modules(self.language_model)
+        try:  # how much of the language model torch.compile fuses (mmspec.fusion; "layers" in graph mode)
+            self.fusion = fusion_mod.resolve_fusion(fusion, self.execution)
+        except ValueError as exc:
+            raise AdapterError(str(exc)) from None
+        if self.fusion != "none":
+            fusion_mod.apply(self.language_model, self.fusion)
         self._captured: dict[str, Any] = {}
         self.language_model.register_forward_pre_hook(self._capture_lm_inputs, with_kwargs=True)
 
@@ -158,6 +162,7 @@ class VLMAdapter:
         max_cache_len: int = 4096,
         processor_kwargs: dict[str, Any] | None = None,
         execution: str | None = None,
+        fusion: str | None = None,
         parallelize: bool = False,
         device_map: Any = "auto",
         gpus: list[int] | None = None,
@@ -182,8 +187,9 @@ class VLMAdapter:
         else:
             check_loaded(model, str(pretrained))
         return cls(
-            model, processor, pretrained=str(pretrained), max_cache_len=max_cache_len, execution=execution
-        )
+            model, processor, pretrained=str(pretrained), max_cache_len=max_cache_len, execution=execution,
+            fusion=fusion,
+        )  # fmt: skip
 
     # ------------------------------------------------------------- tokens
     def _image_token_ids(self) -> list[int]:
@@ -212,6 +218,19 @@ class VLMAdapter:
     @property
     def cache_len(self) -> int:
         return self.cache.length
+
+    def set_fusion(self, level: str | None) -> str:
+        """Switch the fusion level (benchmarks compare levels on one loaded model); captured steps are
+        dropped, since they replay the previous level's kernels. Returns the level now in use."""
+        try:
+            level = fusion_mod.resolve_fusion(level, self.execution)
+        except ValueError as exc:
+            raise AdapterError(str(exc)) from None
+        fusion_mod.apply(self.language_model, level)
+        self.fusion = level
+        if self._steps is not None:
+            self._steps.clear()
+        return level
 
     # ----------------------------------------------------------- ViSkip
     def enable_query_tap(self) -> None:

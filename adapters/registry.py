@@ -27,6 +27,8 @@ MODEL_ARG_KEYS = {
     "min_pixels": "Qwen2.5-VL processor: minimum image pixels",
     "max_pixels": "Qwen2.5-VL processor: maximum image pixels",
     "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
+    "fusion": "how much of the language model torch.compile fuses: none, norms, layers or auto "
+    "(default: layers with execution=graph, else none)",
     "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
     "proxy_seed": "proxy-* models: build seed (default 0)",
     "parallelize": "true: split the target over the visible GPUs with a device map (targets larger than one GPU)",
@@ -35,6 +37,7 @@ MODEL_ARG_KEYS = {
 }
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 EXECUTION_MODES = ("eager", "static", "graph")
+FUSION_CHOICES = ("auto", "none", "norms", "layers")  # mmspec.fusion.FUSION_LEVELS + auto
 DTYPES = ("auto", "bfloat16", "bf16", "float16", "fp16", "half", "float32", "fp32", "float",
           "float64", "fp64", "double")  # fmt: skip
 #: Qwen2.5-VL turns each 28x28 pixel block into one visual token: fewer pixels than that is no image.
@@ -155,6 +158,8 @@ def resolve_model_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     if "execution" in args:
         args["execution"] = _choice("execution", args["execution"], EXECUTION_MODES)
+    if "fusion" in args:
+        args["fusion"] = _choice("fusion", args["fusion"], FUSION_CHOICES)
     if "device" in args and not _DEVICE.match(str(args["device"]).lower()):
         raise UsageError(f"--model_args device={args['device']!r}: expected cpu, cuda or cuda:N")
     _check_parallelize(args)

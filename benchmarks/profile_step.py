@@ -25,13 +25,10 @@ def main() -> None:
     ap.add_argument("--model", default="qwen25vl-7b")
     ap.add_argument("--context", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=1)
-    ap.add_argument("--fused", action="store_true", help="compile norms/MLP as graph mode does")
+    ap.add_argument("--fusion", default="none", help="fusion level (mmspec.fusion): none, norms or layers")
+    ap.add_argument("--fused", action="store_true", help="same as --fusion norms (the first version's flag)")
     args = ap.parse_args()
-    adapter = BUILDERS[args.model](execution="static")
-    if args.fused:
-        from mmspec.fusion import compile_small_modules
-
-        compile_small_modules(adapter.language_model)
+    adapter = BUILDERS[args.model](execution="static", fusion="norms" if args.fused else args.fusion)
     p = make_prompt(adapter, args.context)
     adapter.prefill(p)
     tree = DraftTree(list(range(3, 3 + args.nodes)), [-1] + list(range(args.nodes - 1)))

@@ -43,7 +43,10 @@ def _build(model_cls, config, dtype: torch.dtype, device: str):
 
 
 def random_qwen25vl_7b(
-    device: str = "cuda", dtype: torch.dtype = torch.bfloat16, execution: str | None = None
+    device: str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    execution: str | None = None,
+    fusion: str | None = None,
 ) -> VLMAdapter:
     """Qwen2.5-VL-7B-Instruct's architecture (8.3B parameters), random weights."""
     from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -57,11 +60,14 @@ def random_qwen25vl_7b(
     model = _build(Qwen2_5_VLForConditionalGeneration, cfg, dtype, device)
     processor = AutoProcessor.from_pretrained(tiny, min_pixels=256 * 28 * 28, max_pixels=1280 * 28 * 28)
     return Qwen25VLAdapter(model, processor, pretrained="random:Qwen2.5-VL-7B", max_cache_len=5120,
-                           execution=execution)  # fmt: skip
+                           execution=execution, fusion=fusion)  # fmt: skip
 
 
 def random_llava15_7b(
-    device: str = "cuda", dtype: torch.dtype = torch.bfloat16, execution: str | None = None
+    device: str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    execution: str | None = None,
+    fusion: str | None = None,
 ) -> VLMAdapter:
     """llava-1.5-7b-hf's architecture (CLIP ViT-L/14-336 + Vicuna-7B), random weights."""
     from transformers import AutoConfig, AutoProcessor, LlavaConfig, LlavaForConditionalGeneration
@@ -84,7 +90,7 @@ def random_llava15_7b(
     processor.image_processor.crop_size = {"height": 336, "width": 336}
     processor.patch_size = 14
     return Llava15Adapter(model, processor, pretrained="random:llava-1.5-7b", max_cache_len=5120,
-                           execution=execution)  # fmt: skip
+                           execution=execution, fusion=fusion)  # fmt: skip
 
 
 BUILDERS = {"qwen25vl-7b": random_qwen25vl_7b, "llava15-7b": random_llava15_7b}

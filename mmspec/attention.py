@@ -143,8 +143,27 @@ def image_attention_share(query: torch.Tensor, keys: torch.Tensor, spans: Sequen
     return float(probs[..., image].sum(-1).mean())
 
 
+_boundary = False  # whether the registered function is a torch.compile boundary (mmspec.fusion)
+
+
 def register() -> str:
     """Make ``mmspec_sdpa`` available to every transformers model (idempotent)."""
-    ALL_ATTENTION_FUNCTIONS.register(NAME, mmspec_sdpa_forward)
+    fn = _compile_boundary_forward if _boundary else mmspec_sdpa_forward
+    ALL_ATTENTION_FUNCTIONS.register(NAME, fn)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
     return NAME
+
+
+_compile_boundary_forward = torch.compiler.disable(mmspec_sdpa_forward)
+
+
+def set_compile_boundary(enabled: bool = True) -> None:
+    """Make the attention function a ``torch.compile`` boundary (fusion level ``layers``).
+
+    A compiled decoder layer then stops at the attention call and runs it eagerly: the KV view
+    length and the grouped-mask cache are host-side state a compiled graph would specialise on, and
+    the tree-attention math has its own compiled version. Off (the default), nothing changes for
+    code that compiles a whole model itself (e.g. transformers' static-cache ``generate``)."""
+    global _boundary
+    _boundary = bool(enabled)
+    register()

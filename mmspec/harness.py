@@ -139,6 +139,8 @@ def target_identity(adapter: Any) -> dict[str, Any]:
         "attn_implementation": adapter.attn_implementation,
         "execution": getattr(adapter, "execution", "eager"),
         "device": adapter.device.type,
+        # compiled (fused) kernels round differently from eager ones (mmspec.fusion)
+        **({"fusion": adapter.fusion} if getattr(adapter, "fusion", "none") != "none" else {}),
         # a target split over several devices times differently: its records never mix with others
         **({"model_parallel": len(_devices(adapter))} if len(_devices(adapter)) > 1 else {}),
     }

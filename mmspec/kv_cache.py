@@ -137,6 +137,13 @@ class EngineCache(Cache):
         self.state.length = length
 
     # ------------------------------------------------------------- forwards
+    @torch.compiler.disable
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """transformers' ``Cache.update``, as a ``torch.compile`` boundary: a compiled decoder layer
+        (:mod:`mmspec.fusion`) stops here and writes the KV eagerly (the write index and view length are
+        per-step state a compiled graph must not specialise on)."""
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
     def prepare_write(self, n: int, view_len: int | None = None) -> None:
         """Place the next forward's ``n`` new entries right after the committed ones.
 

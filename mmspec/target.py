@@ -68,6 +68,12 @@ class TargetView:
         return self._adapter.execution
 
     @property
+    def fusion(self) -> str:
+        """How much of the target ``torch.compile`` fuses (:mod:`mmspec.fusion`): drafters fuse their own
+        draft layers the same way."""
+        return getattr(self._adapter, "fusion", "none")
+
+    @property
     def kv_capacity(self) -> int:
         """Current KV-cache capacity in tokens (a draft cache starts the same size)."""
         return int(self._adapter.cache.capacity)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from mmspec.fusion import draft_topk
 from mmspec.methods.base import DecodeContext, SpecArgError
 from mmspec.methods.checkpoints import PUBLISHED_FEATURE_LAYERS, published_id
 from mmspec.methods.draft_nets import DraftConfig, Eagle3Draft, EagleDraft
@@ -188,6 +189,5 @@ class Eagle3(FeatureDrafter):
         return embeds, self.net.project(feats)
 
     def topk(self, hidden: torch.Tensor, k: int):
-        logp = torch.log_softmax(self.net.logits(hidden).float(), dim=-1)
-        s, i = logp.topk(k, dim=-1)
+        s, i = draft_topk(self.net.logits(hidden), k, self.target.fusion != "none")
         return s, self.net.to_target_ids(i)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from mmspec.fusion import draft_topk
 from mmspec.graphs import LEN_STEP
 from mmspec.methods.autotune import autotune_total_tokens
 from mmspec.methods.base import Capture, DecodeContext, Drafter, ForwardOutput, RoundResult, SpecArgError
@@ -83,11 +84,16 @@ class FeatureDrafter(Drafter):
             )  # fmt: skip
         )
         self.runner = DraftRunner(self.net, self.target, self.expansion.levels + 1, self.feature_width())
-        if self.target.execution == "graph":
+        if self.target.fusion != "none":  # the draft layer fused like the target's (mmspec.fusion)
             from mmspec.fusion import compile_layers
 
             layers = getattr(self.net, "layers", None) or [self.net.midlayer]
-            compile_layers(layers, getattr(self.net, "norm", None))
+            compile_layers(
+                layers,
+                getattr(self.net, "norm", None),
+                self.target.fusion,
+                getattr(self.net, "rotary_emb", None),
+            )
 
     # ---------------------------------------------------------------- loading
     def build(self, cfg: DraftConfig) -> torch.nn.Module:
@@ -161,8 +167,7 @@ class FeatureDrafter(Drafter):
 
     def topk(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k log-probabilities and target token ids of the draft outputs ``hidden`` [n, H]."""
-        logp = torch.log_softmax(self.target.lm_head(hidden).float(), dim=-1)
-        return logp.topk(k, dim=-1)
+        return draft_topk(self.target.lm_head(hidden), k, self.target.fusion != "none")
 
     def token_embeds(self, ids: torch.Tensor) -> torch.Tensor:
         return self.net.embed_tokens(ids)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from mmspec.fusion import draft_topk
 from mmspec.graphs import Step, StepCache
 from mmspec.methods.base import Capture, DecodeContext, Drafter, ForwardOutput, RoundResult, SpecArgError
 from mmspec.methods.checkpoints import DraftCheckpoint
@@ -97,8 +98,8 @@ class Medusa(Drafter):
 
     def _head_topk(self) -> torch.Tensor:
         """[2, heads, top_k]: each head's best log-probabilities and token ids."""
-        logp = torch.log_softmax(self.target.lm_head(self.net(self._h)[:, 0]).float(), dim=-1)  # [heads, V]
-        s, t = logp.topk(int(self.args["top_k"]), dim=-1)
+        logits = self.target.lm_head(self.net(self._h)[:, 0])  # [heads, V]
+        s, t = draft_topk(logits, int(self.args["top_k"]), self.target.fusion != "none")
         return torch.stack([s.double(), t.double()])
 
     def _step(self) -> Step:
