@@ -139,7 +139,7 @@ class VLMAdapter:
             )
             log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
-        try:  # how much of the language model torch.compile fuses (mmspec.fusion; "layers" in graph mode)
+        try:  # how much of the language model torch.compile fuses (mmspec.fusion; "norms" in graph mode)
             self.fusion = fusion_mod.resolve_fusion(fusion, self.execution)
         except ValueError as exc:
             raise AdapterError(str(exc)) from None

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 14, speed round 2: one GPU run (<= 8 minutes wall, model creation included) that measures,
 # for random-weight Qwen2.5-VL-7B and LLaVA-1.5-7B in graph mode (bf16):
-#   - baseline ms/token vs the bandwidth floor at each fusion level (mmspec.fusion: norms = round 1's
-#     default, layers = the new CUDA default; QWEN_FUSION=none,norms,layers adds eager kernels) at ~1k
+#   - baseline ms/token vs the bandwidth floor at each fusion level (mmspec.fusion: norms = the
+#     graph-mode default, layers = opt-in whole-layer compilation; QWEN_FUSION=none,norms,layers adds eager kernels) at ~1k
 #     context, and at ~4.5k for the last level;
 #   - a kernel-count/time profile of one decode step at each level (torch profiler, graph replays);
 #   - Qwen: draft ms/round for eagle2, eagle3, vispec, msd, medusa (default trees) vs each one's own
@@ -28,7 +28,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export MMSPEC_CACHE="$SCRATCH/mmspec" TORCHINDUCTOR_CACHE_DIR="$SCRATCH/inductor" TRITON_CACHE_DIR="$SCRATCH/triton"
 QWEN_S=${QWEN_S:-300}
 LLAVA_S=${LLAVA_S:-125}
-# norms = the round-1 default (before), layers = the new default (after); add "none" when time allows
+# norms = the graph-mode default, layers = whole-layer compilation (opt-in); add "none" when time allows
 QWEN_FUSION=${QWEN_FUSION:-norms,layers}
 LLAVA_FUSION=${LLAVA_FUSION:-norms,layers}
 START=$(date +%s)

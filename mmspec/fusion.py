@@ -8,7 +8,7 @@ transformers' own (no forked modeling files), only compiled:
 * ``none``: eager kernels (the CPU default; what the lossless CPU tests run).
 * ``norms``: each RMSNorm and each MLP compiled per module (``nn.Module.compile``): the RMSNorm
   chain (cast, square, mean, rsqrt, scale, cast, weight) and SiLU·mul become one kernel each.
-* ``layers`` (the CUDA-graph default): each *whole decoder layer's* ``forward`` compiled, plus the
+* ``layers`` (opt-in, ``--model_args fusion=layers``): each *whole decoder layer's* ``forward`` compiled, plus the
   rotary-embedding module and the final norm. The KV-cache write and the attention kernel stay
   ours and run uncompiled (:meth:`EngineCache.update <mmspec.kv_cache.EngineCache.update>` and the
   registered attention function are compile boundaries), so the layer compiles as three graphs:
@@ -32,15 +32,18 @@ import torch
 log = logging.getLogger(__name__)
 
 FUSION_LEVELS = ("none", "norms", "layers")
-#: what graph execution uses unless told otherwise (static/eager default to ``none``)
-DEFAULT_GRAPH_FUSION = "layers"
+#: what graph execution uses unless told otherwise (static/eager default to ``none``). ``layers`` is
+#: opt-in: on the H200 it cut kernels per 7B decode step by ~28 % and ms/token by 4-6 %, but one
+#: EAGLE-3 verify-graph capture after four other drafts' captures in one process failed with
+#: CUBLAS_STATUS_EXECUTION_FAILED (benchmarks/RESULTS.md section 10), not yet understood.
+DEFAULT_GRAPH_FUSION = "norms"
 #: submodule names of a decoder layer that are pure elementwise/MLP blocks (level ``norms``)
 FUSED_SUBMODULES = ("input_layernorm", "post_attention_layernorm", "mlp")
 _MARK = "_mmspec_compiled_forward"
 
 
 def resolve_fusion(level: str | None, execution: str) -> str:
-    """The fusion level to use: ``level`` when given, else ``layers`` in graph mode and ``none`` otherwise."""
+    """The fusion level to use: ``level`` when given, else the graph default in graph mode and ``none`` otherwise."""
     if level in (None, "", "auto"):
         return DEFAULT_GRAPH_FUSION if execution == "graph" else "none"
     level = str(level).lower()
