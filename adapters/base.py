@@ -139,10 +139,7 @@ class VLMAdapter:
             )
             log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
-        try:  # how much of the language model torch.compile fuses (mmspec.fusion; "norms" in graph mode)
-            self.fusion = fusion_mod.resolve_fusion(fusion, self.execution)
-        except ValueError as exc:
-            raise AdapterError(str(exc)) from None
+        self.fusion = self._resolve_fusion(fusion)  # "norms" in graph mode, else "none"
         if self.fusion != "none":
             fusion_mod.apply(self.language_model, self.fusion)
         self._captured: dict[str, Any] = {}
@@ -219,13 +216,17 @@ class VLMAdapter:
     def cache_len(self) -> int:
         return self.cache.length
 
+    def _resolve_fusion(self, level: str | None) -> str:
+        """How much of the language model torch.compile fuses (:mod:`mmspec.fusion`), for this execution."""
+        try:
+            return fusion_mod.resolve_fusion(level, self.execution)
+        except ValueError as exc:
+            raise AdapterError(str(exc)) from None
+
     def set_fusion(self, level: str | None) -> str:
         """Switch the fusion level (benchmarks compare levels on one loaded model); captured steps are
         dropped, since they replay the previous level's kernels. Returns the level now in use."""
-        try:
-            level = fusion_mod.resolve_fusion(level, self.execution)
-        except ValueError as exc:
-            raise AdapterError(str(exc)) from None
+        level = self._resolve_fusion(level)
         fusion_mod.apply(self.language_model, level)
         self.fusion = level
         if self._steps is not None:

@@ -128,14 +128,10 @@ def apply(language_model: torch.nn.Module, level: str) -> int:
         getattr(language_model, "rotary_emb", None),
     )
     attention.use_compiled_math(level != "none")
+    attention.set_compile_boundary(level == "layers")  # back off when a model leaves ``layers``
     if level != "none":
         log.info("fusion=%s: compiled %d modules of the language model", level, count)
     return count
-
-
-def compile_small_modules(language_model: torch.nn.Module) -> int:
-    """The ``norms`` level (kept for callers of the first version)."""
-    return apply(language_model, "norms")
 
 
 def topk_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
