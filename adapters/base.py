@@ -24,6 +24,7 @@ import torch
 
 from mmspec import attention
 from mmspec import fusion as fusion_mod
+from mmspec.adapters.chained_decode import ChainedDecode
 from mmspec.adapters.loading import (
     AdapterError,
     default_device,
@@ -139,7 +140,9 @@ class VLMAdapter:
             )
             log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
-        self.fusion = self._resolve_fusion(fusion)  # "norms" in graph mode, else "none"
+        #: plain greedy decoding with forwards queued ahead of the host (static/graph execution)
+        self.chained = None if self._steps is None else ChainedDecode(self, self._steps)
+        self.fusion = self._resolve_fusion(fusion)  # "layers" in graph mode, else "none"
         if self.fusion != "none":
             fusion_mod.apply(self.language_model, self.fusion)
         self._captured: dict[str, Any] = {}
@@ -261,10 +264,10 @@ class VLMAdapter:
         return attention.image_attention_share(self._tap.buffer[:, node], keys, spans)
 
     @torch.no_grad()
-    def prepare(self, max_tree_size: int, capture: Capture = Capture()) -> int:
+    def prepare(self, max_tree_size: int, capture: Capture = Capture(), chain: bool = False) -> int:
         """Graph mode: capture every verification step a run can use before anything is timed
-        (returns how many); other modes have nothing to prepare."""
-        return self._steps.prepare(max_tree_size, capture) if self._steps is not None else 0
+        (``chain``: the chained decode steps too; returns how many); other modes have nothing to prepare."""
+        return self._steps.prepare(max_tree_size, capture, chain) if self._steps is not None else 0
 
     @property
     def capture_time_s(self) -> float:

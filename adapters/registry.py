@@ -28,7 +28,7 @@ MODEL_ARG_KEYS = {
     "max_pixels": "Qwen2.5-VL processor: maximum image pixels",
     "execution": "graph (CUDA graphs; default on CUDA), static (same static shapes, no capture) or eager",
     "fusion": "how much of the language model torch.compile fuses: none, norms, layers or auto "
-    "(default: norms with execution=graph, else none)",
+    "(default: layers with execution=graph, else none)",
     "proxy_size": "proxy-* models: micro, S or M (default: the name's suffix, else M)",
     "proxy_seed": "proxy-* models: build seed (default 0)",
     "parallelize": "true: split the target over the visible GPUs with a device map (targets larger than one GPU)",

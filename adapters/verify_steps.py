@@ -37,6 +37,8 @@ class VerifySteps:
     def __init__(self, adapter: VLMAdapter, mode: str) -> None:
         self.adapter = adapter
         self.steps = StepCache(adapter.device, mode)
+        #: the input token of a chained decode step (:mod:`mmspec.adapters.chained_decode`)
+        self.chain_token = torch.zeros(1, dtype=torch.long, device=adapter.device)
 
     @property
     def mode(self) -> str:
@@ -50,17 +52,19 @@ class VerifySteps:
         """Forget every step (the cache was reallocated, or a query tap was added)."""
         self.steps.clear()
 
-    def prepare(self, max_tree_size: int, capture: Capture) -> int:
+    def prepare(self, max_tree_size: int, capture: Capture, chain: bool = False) -> int:
         """Graph mode: capture one graph per (tree bucket up to ``max_tree_size``, KV view up to the
-        cache capacity) before anything is timed; returns how many were captured."""
+        cache capacity), and with ``chain`` the chained decode steps too, before anything is timed;
+        returns how many were captured."""
         if self.mode != "graph":
             return 0
         cache = self.adapter.cache
         top = bucket(max_tree_size, TREE_BUCKETS)
+        keys = [(nb, False) for nb in TREE_BUCKETS if nb <= top] + ([(1, True)] if chain else [])
         count = 0
-        for nb in (b for b in TREE_BUCKETS if b <= top):
+        for nb, chained in keys:
             for lb in range(round_up(nb, LEN_STEP), cache.capacity + 1, LEN_STEP):
-                step = self._get(nb, lb, capture)
+                step = self._get(nb, lb, capture, chained)
                 host = step.staged.writable()
                 host.zero_()
                 host[2 * nb + 1 :].view(nb, nb).diagonal()[:] = 1
@@ -96,11 +100,28 @@ class VerifySteps:
             argmax=out["argmax"][:n],
         )
 
-    def _get(self, nb: int, lb: int, capture: Capture) -> Step:
-        return self.steps.get((nb, lb, capture), lambda: self._make(nb, lb, capture))
+    def chain_step(self, start: int, capture: Capture) -> Step:
+        """The one-token step that reads its input from :attr:`chain_token`, staged for a forward at
+        cache slot ``start`` (its inputs uploaded; run it with ``steps.run``)."""
+        lb = round_up(start + 1, LEN_STEP)
+        if lb > self.adapter.cache.capacity:
+            raise RuntimeError(f"KV view {lb} exceeds capacity {self.adapter.cache.capacity}; call reserve()")
+        step = self._get(1, lb, capture, True)
+        host = step.staged.writable()
+        host.zero_()
+        host[2] = start
+        host[3] = 1  # the node sees itself
+        step.staged.upload()
+        return step
 
-    def _make(self, nb: int, len_bucket: int, capture: Capture) -> Step:
-        """A fixed-shape verification step: all per-round data arrives in one packed int32 buffer."""
+    def _get(self, nb: int, lb: int, capture: Capture, chained: bool = False) -> Step:
+        return self.steps.get((nb, lb, capture, chained), lambda: self._make(nb, lb, capture, chained))
+
+    def _make(self, nb: int, len_bucket: int, capture: Capture, chained: bool = False) -> Step:
+        """A fixed-shape verification step: all per-round data arrives in one packed int32 buffer.
+
+        ``chained`` (one node): the token comes from :attr:`chain_token` instead, so the step can be
+        queued before the host knows it; everything else is the plain one-node step."""
         a = self.adapter
         dev = a.device
         staged = StagedBuffer.zeros(2 * nb + 1 + nb * nb, torch.int32, dev)
@@ -108,8 +129,10 @@ class VerifySteps:
         arange_n = torch.arange(nb, device=dev)
         arange_l = torch.arange(len_bucket, device=dev)
 
+        chain_token = self.chain_token
+
         def fn() -> dict[str, Any]:
-            ids = packed[:nb].long()
+            ids = chain_token if chained else packed[:nb].long()
             depth = packed[nb : 2 * nb].long()
             start = packed[2 * nb].long()
             anc = packed[2 * nb + 1 :].view(nb, nb).bool()

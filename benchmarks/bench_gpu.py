@@ -224,6 +224,12 @@ def draft_bytes_per_round(adapter, drafter, p, tokens: int = 12) -> dict:
     return {"bytes_per_round": counting["bytes"] / rounds, "rounds_counted": counting["rounds"]}
 
 
+class RoundByRound(Baseline):
+    """The baseline with one host round per forward (no chained decode): the host-gap comparison."""
+
+    plain_decoding = False
+
+
 def run_engine(adapter, drafter, p, n, reps=3):
     eng = Engine(adapter, drafter)
     eng.generate(p, n, key=KEY)  # warm-up (allocator, lazily captured graphs)
@@ -327,6 +333,10 @@ def bench_model(name: str, args, bw: float, save, budget: Budget | None = None) 
                     rows.append({"fusion": level, "context": p.length, "ours_ms": decode_ms(base), "floor_ms": floor,
                                  "ttft_ms": 1000 * base.prefill_time_s, "ratio_to_floor": decode_ms(base) / floor,
                                  "section_s": time.perf_counter() - t0})  # fmt: skip
+                    if j == 0:  # what queuing forwards ahead of the host (chained decode) saves
+                        slow = run_engine(adapter, RoundByRound(adapter), p, n)
+                        rows[-1]["round_by_round_ms"] = decode_ms(slow)
+                        rows[-1]["round_by_round_same_tokens"] = slow.token_ids == base.token_ids
                     log(name, rows[-1])
                     save(out)
                 except Exception as exc:  # a level that fails on this machine: record it, keep the others

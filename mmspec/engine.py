@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import torch
@@ -111,6 +112,10 @@ class Engine:
             draft_timer.start()
             drafter.begin(ctx, pre)
             draft_timer.stop()
+        if stop is None and temp == 0 and drafter.plain_decoding and getattr(adapter, "chained", None):
+            verify_timer.start()
+            stop = self._decode_chained(ctx, result)
+            verify_timer.stop()
         while stop is None:
             draft_timer.start()
             if drafter.skip_drafting(ctx):
@@ -150,3 +155,19 @@ class Engine:
         result.draft_time_s = draft_timer.total_s()
         result.verify_time_s = verify_timer.total_s()
         return result
+
+    def _decode_chained(self, ctx: DecodeContext, result: TurnResult) -> str:
+        """Greedy rounds of a drafter that proposes nothing, each forward queued before the host
+        reads the previous token (:mod:`mmspec.adapters.chained_decode`); same tokens and rounds."""
+        stop = None
+        with closing(self.adapter.chained.tokens(ctx.last_token, ctx.remaining)) as tokens:
+            for tok in tokens:
+                result.rounds += 1
+                result.accepted_per_round.append(0)
+                result.tree_size_per_round.append(1)
+                kept, stop = emit([tok], self.adapter.stop_token_ids, ctx.remaining)
+                ctx.tokens.extend(kept)
+                result.token_ids.extend(kept)
+                if stop is not None:
+                    break
+        return stop or "length"

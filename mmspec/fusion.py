@@ -8,18 +8,20 @@ transformers' own (no forked modeling files), only compiled:
 * ``none``: eager kernels (the CPU default; what the lossless CPU tests run).
 * ``norms``: each RMSNorm and each MLP compiled per module (``nn.Module.compile``): the RMSNorm
   chain (cast, square, mean, rsqrt, scale, cast, weight) and SiLU·mul become one kernel each.
-* ``layers`` (opt-in, ``--model_args fusion=layers``): each *whole decoder layer's* ``forward`` compiled, plus the
+* ``layers`` (the graph-mode default): each *whole decoder layer's* ``forward`` compiled, plus the
   rotary-embedding module and the final norm. The KV-cache write and the attention kernel stay
   ours and run uncompiled (:meth:`EngineCache.update <mmspec.kv_cache.EngineCache.update>` and the
   registered attention function are compile boundaries), so the layer compiles as three graphs:
-  input norm + q/k/v projections + bias + rope (q and k, Qwen's multimodal rope included) ->
+  input norm + q/k/v projection + bias + rope (q and k, Qwen's multimodal rope included) ->
   [cache write, attention] -> o_proj + residual add + post-attention norm + MLP + residual add. The
   residual adds, casts and rope elementwise chains fuse into the neighbouring kernels.
 
-Matrix multiplies stay on cuBLAS and attention stays ours at every level, so numerics change only by
-the fused elementwise rounding, identically for the baseline and every method of a run: the level is
-part of the target's identity in results (``fusion``). Compilation happens lazily, on the first
-(warm-up) call of each shape, before any CUDA graph is captured.
+At both ``norms`` and ``layers`` the sibling projections of each layer (q/k/v; gate/up) run as one
+matmul over their concatenated weights (:mod:`mmspec.fused_linear`). Matrix multiplies stay on
+cuBLAS and attention stays ours at every level, so numerics change only by the fused elementwise
+rounding and the wider matmuls' kernel choice, identically for the baseline and every method of a
+run: the level is part of the target's identity in results (``fusion``). Compilation happens
+lazily, on the first (warm-up) call of each shape, before any CUDA graph is captured.
 """
 
 from __future__ import annotations
@@ -29,14 +31,18 @@ from collections.abc import Iterable
 
 import torch
 
+from mmspec.fused_linear import fuse_siblings, unfuse_siblings
+
 log = logging.getLogger(__name__)
 
 FUSION_LEVELS = ("none", "norms", "layers")
-#: what graph execution uses unless told otherwise (static/eager default to ``none``). ``layers`` is
-#: opt-in: on the H200 it cut kernels per 7B decode step by ~28 % and ms/token by 4-6 %, but one
-#: EAGLE-3 verify-graph capture after four other drafts' captures in one process failed with
-#: CUBLAS_STATUS_EXECUTION_FAILED (benchmarks/RESULTS.md section 10), not yet understood.
-DEFAULT_GRAPH_FUSION = "norms"
+#: what graph execution uses unless told otherwise (static/eager default to ``none``). On the H200,
+#: ``layers`` decodes a 7B model ~10 % faster than ``norms`` (benchmarks/RESULTS.md section 10). An
+#: EAGLE-3 verify-graph capture once failed at ``layers`` (CUBLAS_STATUS_EXECUTION_FAILED, after four
+#: other drafts' captures in one process); it did not recur in the next rounds (all five draft
+#: methods captured in one process, the GPU lossless suite passed at ``layers``) and its cause is
+#: not known: ``--model_args fusion=norms`` is the fallback.
+DEFAULT_GRAPH_FUSION = "layers"
 #: submodule names of a decoder layer that are pure elementwise/MLP blocks (level ``norms``)
 FUSED_SUBMODULES = ("input_layernorm", "post_attention_layernorm", "mlp")
 _MARK = "_mmspec_compiled_forward"
@@ -72,6 +78,8 @@ def _compile_forward(module: torch.nn.Module) -> None:
 
 def reset(modules: Iterable[torch.nn.Module]) -> None:
     """Undo any fusion on ``modules`` and their submodules (back to eager forwards)."""
+    modules = list(modules)
+    unfuse_siblings(modules)
     for root in modules:
         if not isinstance(root, torch.nn.Module):
             continue
@@ -92,7 +100,7 @@ def compile_layers(layers, norm: torch.nn.Module | None = None, level: str = "no
     if level not in FUSION_LEVELS:
         raise ValueError(f"unknown fusion level {level!r}")
     _configure_dynamo()
-    count = 0
+    count = fuse_siblings(layers)
     if level == "norms":
         for layer in layers:
             for name in FUSED_SUBMODULES:

@@ -148,7 +148,7 @@ def target_identity(adapter: Any) -> dict[str, Any]:
 
 def prepare_execution(adapter: Any, drafter: Any) -> None:
     """Graph mode: capture the target's verification steps and the drafter's own before any timing."""
-    n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify)
+    n = adapter.prepare(drafter.max_tree_size(), drafter.capture_verify, chain=drafter.plain_decoding)
     if n:
         log.info("captured %d CUDA graphs in %.1f s", n, adapter.capture_time_s)
     n = drafter.prepare()

@@ -33,6 +33,8 @@ def model_args_for_tests(dtype: str = "float64") -> dict:
         args["max_cache_len"] = 512  # tiny prompts: fewer KV-view buckets to capture (grows if needed)
     if os.environ.get("MMSPEC_TEST_EXECUTION"):
         args["execution"] = os.environ["MMSPEC_TEST_EXECUTION"]
+    if os.environ.get("MMSPEC_TEST_FUSION"):  # e.g. the GPU tests at fusion=layers
+        args["fusion"] = os.environ["MMSPEC_TEST_FUSION"]
     return args
 
 

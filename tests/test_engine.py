@@ -203,3 +203,46 @@ def test_oracle_padded_tree_accepts_exactly_k():
     assert res.token_ids == ref
     assert set(res.tree_size_per_round) == {20}
     assert res.accepted_per_round[:-1] == [3] * (len(res.accepted_per_round) - 1)
+
+
+class _RoundByRound(Baseline):
+    """The baseline without chained decoding: one host round per forward."""
+
+    plain_decoding = False
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_chained_decode_equals_round_by_round(name, monkeypatch):
+    """Forwards queued ahead of the host (static/graph execution) give the same tokens, rounds and
+    committed cache; a stop token mid-chain cuts the output there and leaves nothing committed past it."""
+    from _models import model_args_for_tests
+
+    from mmspec.adapters import load_model
+
+    args = model_args_for_tests()
+    if args.get("execution", "eager") == "eager" and args["device"] == "cpu":
+        args["execution"] = "static"
+    adapter = load_model(name, args)
+    assert adapter.chained is not None
+    calls = []
+    tokens = adapter.chained.tokens
+    monkeypatch.setattr(adapter.chained, "tokens", lambda *a: calls.append(a) or tokens(*a))
+    p = prompt(adapter, seed=3)
+    with no_stops(adapter):
+        slow = Engine(adapter, _RoundByRound(adapter)).generate(p, 12)
+        slow_len = adapter.cache_len
+        assert not calls
+        fast = Engine(adapter, Baseline(adapter)).generate(p, 12)
+        assert len(calls) == 1
+    assert fast.token_ids == slow.token_ids and fast.rounds == slow.rounds == 11
+    assert fast.tree_size_per_round == [1] * 11 and fast.stop_reason == "length"
+    assert adapter.cache_len == slow_len == p.length + 11
+    stop_at = next(i for i in range(3, 12) if slow.token_ids[i] not in slow.token_ids[:i])
+    saved = adapter.stop_token_ids
+    adapter.stop_token_ids = frozenset({slow.token_ids[stop_at]})
+    try:
+        cut = Engine(adapter, Baseline(adapter)).generate(p, 12)
+    finally:
+        adapter.stop_token_ids = saved
+    assert cut.token_ids == slow.token_ids[: stop_at + 1] and cut.stop_reason == "stop"
+    assert cut.rounds == stop_at and adapter.cache_len == p.length + stop_at

@@ -34,7 +34,7 @@ def _load(model: str, dtype: str, fusion_level: str):
 
 
 def test_resolve_fusion_defaults_and_choices():
-    assert fusion.resolve_fusion(None, "graph") == fusion.DEFAULT_GRAPH_FUSION == "norms"
+    assert fusion.resolve_fusion(None, "graph") == fusion.DEFAULT_GRAPH_FUSION == "layers"
     assert fusion.resolve_fusion("auto", "static") == "none"
     assert fusion.resolve_fusion(None, "eager") == "none"
     assert fusion.resolve_fusion("NORMS", "graph") == "norms"

@@ -298,7 +298,7 @@ def test_several_methods_load_the_target_once(tmp_path, capsys, caplog, monkeypa
     monkeypatch.setattr(mmspec.adapters, "load_model", lambda *a: loads.append(a) or adapter)
     real_prepare = type(adapter).prepare
     monkeypatch.setattr(
-        type(adapter), "prepare", lambda self, *a: prepared.append(a) or real_prepare(self, *a)
+        type(adapter), "prepare", lambda self, *a, **k: prepared.append(a) or real_prepare(self, *a, **k)
     )
     common = ["--tasks", "mmspec_demo", "--model", "tiny-llava15", "--output_path", str(tmp_path),
               "--max_new_tokens", "6", "--warmup", "1", "--limit", "2"]  # fmt: skip

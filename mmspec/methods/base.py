@@ -38,6 +38,9 @@ class Drafter:
     #: hidden states / extras the target must return at prefill and at each verification
     capture_prefill: Capture = Capture()
     capture_verify: Capture = Capture()
+    #: proposes nothing, ever (the baseline): the engine may queue its greedy forwards ahead of the
+    #: host (:mod:`mmspec.adapters.chained_decode`), since no round depends on a drafter's decision
+    plain_decoding: ClassVar[bool] = False
 
     def __init__(self, target: VLMAdapter | TargetView, **spec_args: Any) -> None:
         #: the only handle on the target model a drafter gets
