@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the engine's lossless tests on a CUDA GPU in graph mode (issue 4's "done when").
 # Needs the MMSpec question files: MMSPEC_SHARED_DATA=<folder with test/ and testmini/>.
+# MMSPEC_TEST_FUSION=norms|layers picks the fusion level (default: graph mode's, layers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null

@@ -2,7 +2,8 @@
 
 ``MMSPEC_TEST_DEVICE`` (default ``cpu``) and ``MMSPEC_TEST_EXECUTION`` (default: the device's
 default, ``graph`` on CUDA) select where the tiny models run, so the same lossless tests check
-CUDA-graph execution on a GPU machine.
+CUDA-graph execution on a GPU machine; ``MMSPEC_TEST_FUSION`` (default: the execution's default)
+picks the fusion level there (e.g. ``norms`` to check the fallback level).
 """
 
 from __future__ import annotations
