@@ -141,7 +141,7 @@ class VLMAdapter:
             log.warning("execution %s", self.execution_fallback)
         self._steps = None if self.execution == "eager" else VerifySteps(self, self.execution)
         #: plain greedy decoding with forwards queued ahead of the host (static/graph execution)
-        self.chained = None if self._steps is None else ChainedDecode(self, self._steps)
+        self.chained = None if self._steps is None else ChainedDecode(self._steps)
         self.fusion = self._resolve_fusion(fusion)  # "layers" in graph mode, else "none"
         if self.fusion != "none":
             fusion_mod.apply(self.language_model, self.fusion)

@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mmspec.contract import Capture
-
 if TYPE_CHECKING:
-    from mmspec.adapters.base import VLMAdapter
     from mmspec.adapters.verify_steps import VerifySteps
 
 #: tokens in flight to the host (one is being read while the next is queued; a spare for safety)
@@ -32,10 +29,9 @@ RING = 3
 class ChainedDecode:
     """Greedy one-token forwards of one adapter, queued one ahead of the host."""
 
-    def __init__(self, adapter: VLMAdapter, steps: VerifySteps) -> None:
-        self.adapter = adapter
+    def __init__(self, steps: VerifySteps) -> None:
         self.steps = steps
-        cuda = adapter.device.type == "cuda"
+        cuda = steps.adapter.device.type == "cuda"
         self.host = torch.zeros(RING, dtype=torch.long, pin_memory=cuda)
         self.ready = [torch.cuda.Event() for _ in range(RING)] if cuda else None
 
@@ -43,7 +39,7 @@ class ChainedDecode:
         """Yield the ``count`` greedy tokens that follow ``first`` (the last token emitted, not yet in
         the cache), committing each forward's input entry as its token is yielded. Closing the
         iterator early (a stop token) leaves at most one queued forward, uncommitted."""
-        cache = self.adapter.cache
+        cache = self.steps.adapter.cache
         base = cache.length
         self.steps.chain_token.fill_(first)
         self._issue(0, base)
@@ -57,7 +53,7 @@ class ChainedDecode:
             yield int(self.host[slot])
 
     def _issue(self, k: int, start: int) -> None:
-        step = self.steps.chain_step(start, Capture())
+        step = self.steps.chain_step(start)
         argmax = self.steps.steps.run(step)["argmax"]  # graph memory: copied out before the next replay
         self.steps.chain_token.copy_(argmax)
         slot = k % RING

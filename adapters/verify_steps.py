@@ -77,21 +77,11 @@ class VerifySteps:
 
     def forward(self, tree: DraftTree, capture: Capture) -> ForwardOutput:
         """Verify ``tree`` after the cache (KV written, not committed) through its bucketed step."""
-        cache = self.adapter.cache
-        n, start = len(tree), cache.length
-        nb = bucket(n, TREE_BUCKETS)
-        lb = round_up(start + nb, LEN_STEP)
-        if lb > cache.capacity:
-            raise RuntimeError(f"KV view {lb} exceeds capacity {cache.capacity}; call reserve()")
-        step = self._get(nb, lb, capture)
-        host = step.staged.writable()
-        host.zero_()
+        n = len(tree)
+        step, host, nb = self._staged(n, self.adapter.cache.length, capture)
         host[:n] = torch.tensor(tree.tokens, dtype=torch.int32)
         host[nb : nb + n] = torch.tensor(tree.depths(), dtype=torch.int32)
-        host[2 * nb] = start
-        anc = host[2 * nb + 1 :].view(nb, nb)
-        anc[:n, :n] = tree.ancestor_mask()
-        anc.diagonal()[n:] = 1  # padding nodes see the prefix and themselves only
+        host[2 * nb + 1 :].view(nb, nb)[:n, :n] = tree.ancestor_mask()
         step.staged.upload()
         out = self.steps.run(step)
         return ForwardOutput(
@@ -100,19 +90,31 @@ class VerifySteps:
             argmax=out["argmax"][:n],
         )
 
-    def chain_step(self, start: int, capture: Capture) -> Step:
+    def chain_step(self, start: int) -> Step:
         """The one-token step that reads its input from :attr:`chain_token`, staged for a forward at
         cache slot ``start`` (its inputs uploaded; run it with ``steps.run``)."""
-        lb = round_up(start + 1, LEN_STEP)
-        if lb > self.adapter.cache.capacity:
-            raise RuntimeError(f"KV view {lb} exceeds capacity {self.adapter.cache.capacity}; call reserve()")
-        step = self._get(1, lb, capture, True)
-        host = step.staged.writable()
-        host.zero_()
-        host[2] = start
-        host[3] = 1  # the node sees itself
+        step, _, _ = self._staged(1, start, Capture(), chained=True)
         step.staged.upload()
         return step
+
+    def _staged(
+        self, n: int, start: int, capture: Capture, chained: bool = False
+    ) -> tuple[Step, torch.Tensor, int]:
+        """The bucketed step for ``n`` nodes written from cache slot ``start``, and its host buffer
+        filled with what every step needs (the start; each row sees itself, so padding rows see the
+        prefix and themselves only); the caller adds the tree's rows and uploads. Returns the step,
+        the host buffer and the tree bucket."""
+        cache = self.adapter.cache
+        nb = bucket(n, TREE_BUCKETS)
+        lb = round_up(start + nb, LEN_STEP)
+        if lb > cache.capacity:
+            raise RuntimeError(f"KV view {lb} exceeds capacity {cache.capacity}; call reserve()")
+        step = self._get(nb, lb, capture, chained)
+        host = step.staged.writable()
+        host.zero_()
+        host[2 * nb] = start
+        host[2 * nb + 1 :].view(nb, nb).diagonal()[:] = 1
+        return step, host, nb
 
     def _get(self, nb: int, lb: int, capture: Capture, chained: bool = False) -> Step:
         return self.steps.get((nb, lb, capture, chained), lambda: self._make(nb, lb, capture, chained))

@@ -137,13 +137,8 @@ class Engine:
             adapter.commit(len(tree), path)
             verify_timer.stop()
 
-            result.rounds += 1
-            result.accepted_per_round.append(len(path) - 1)
-            result.tree_size_per_round.append(len(tree))
             new = [tree.tokens[i] for i in path[1:]] + [bonus]
-            kept, stop = emit(new, adapter.stop_token_ids, ctx.remaining)
-            ctx.tokens.extend(kept)
-            result.token_ids.extend(kept)
+            stop = self._record_round(ctx, result, new, len(tree))
             if stop is None:
                 draft_timer.start()
                 drafter.observe(ctx, RoundResult(tree=tree, path=path, bonus=bonus, verify=out))
@@ -162,12 +157,20 @@ class Engine:
         stop = None
         with closing(self.adapter.chained.tokens(ctx.last_token, ctx.remaining)) as tokens:
             for tok in tokens:
-                result.rounds += 1
-                result.accepted_per_round.append(0)
-                result.tree_size_per_round.append(1)
-                kept, stop = emit([tok], self.adapter.stop_token_ids, ctx.remaining)
-                ctx.tokens.extend(kept)
-                result.token_ids.extend(kept)
+                stop = self._record_round(ctx, result, [tok], 1)
                 if stop is not None:
                     break
         return stop or "length"
+
+    def _record_round(
+        self, ctx: DecodeContext, result: TurnResult, new: list[int], tree_size: int
+    ) -> str | None:
+        """Count one verified round (``new``: its accepted drafts + the bonus token) and emit its
+        tokens up to the first stop token or the length budget; returns why the turn ends, if it does."""
+        result.rounds += 1
+        result.accepted_per_round.append(len(new) - 1)
+        result.tree_size_per_round.append(tree_size)
+        kept, stop = emit(new, self.adapter.stop_token_ids, ctx.remaining)
+        ctx.tokens.extend(kept)
+        result.token_ids.extend(kept)
+        return stop

@@ -11,5 +11,5 @@ class Baseline(Drafter):
     name = "baseline"
     paper = "autoregressive decoding (reference for speedups and the lossless check)"
     defaults = {}
-    presets = {"mmspec": {}}
-    plain_decoding = True  # plain greedy decoding; MMSpec's repetition penalty is never applied
+    presets = {"mmspec": {}}  # plain greedy decoding; MMSpec's repetition penalty is never applied
+    plain_decoding = True
